@@ -1,0 +1,85 @@
+#include "gemm_spec.h"
+
+#include <sstream>
+
+#include "layout.h"
+#include "smem_plan.h"
+
+namespace jaxgemm {
+
+DenseGemmSpec DenseGemmSpec::from_attrs(const DenseGemmAttrs& a) {
+  DenseGemmSpec s;
+  s.kernel = std::string(a.kernel);
+  s.n = a.n;
+  s.k = a.k;
+  s.block_m = a.block_m;
+  s.block_n = a.block_n;
+  s.stages = a.stages;
+  s.band_n = a.band_n;
+  s.out_f32 = a.out_f32 != 0;
+  s.accumulate = a.accumulate != 0;
+  s.sb_per_row = a.sb_per_row != 0;
+  s.num_sms = a.num_sms;
+  s.smem_override = a.smem_override;
+  return s;
+}
+
+unsigned DenseGemmSpec::threads() const {
+  return jaxgemm_plan::gemm_threads(static_cast<unsigned>(block_m));
+}
+
+unsigned DenseGemmSpec::smem_bytes() const {
+  if (smem_override > 0) return static_cast<unsigned>(smem_override);
+  return jaxgemm_plan::gemm_smem_plan(static_cast<unsigned>(block_m),
+                                      static_cast<unsigned>(block_n),
+                                      static_cast<unsigned>(stages),
+                                      static_cast<unsigned>(in_bytes()),
+                                      static_cast<unsigned>(out_bytes()), sb_per_row)
+      .total;
+}
+
+bool DenseGemmSpec::validate(std::string* error) const {
+  std::ostringstream e;
+  if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt")
+    e << "unknown kernel '" << kernel << "'";
+  else if (n <= 0 || k <= 0)
+    e << "n and k must be positive (got n=" << n << ", k=" << k << ")";
+  else if (k % layout::contiguous_alignment(in_bytes()) != 0)
+    e << "k=" << k << " must be a multiple of " << layout::contiguous_alignment(in_bytes());
+  else if (n % layout::contiguous_alignment(out_bytes()) != 0)
+    e << "n=" << n << " must be a multiple of " << layout::contiguous_alignment(out_bytes());
+  else if (stages < 1 || band_n < 1)
+    e << "stages and band_n must be positive";
+  else if (accumulate && !out_f32)
+    e << "accumulation into C needs FP32 output";
+  else if (sb_per_row && !is_fp8())
+    e << "per-row B scales exist only for FP8";
+  if (e.str().empty()) return true;
+  *error = "invalid GEMM config (" + describe() + "): " + e.str();
+  return false;
+}
+
+KernelRequest DenseGemmSpec::request() const {
+  std::ostringstream args;
+  args << n << ", " << k << ", " << block_m << ", " << block_n << ", " << stages << ", "
+       << (out_f32 ? "true" : "false") << ", " << (accumulate ? "true" : "false") << ", ";
+  if (is_fp8()) args << (sb_per_row ? "true" : "false") << ", ";
+  args << band_n;
+  KernelRequest r;
+  r.name = kernel;
+  r.name_expression = "&jaxgemm::" + kernel + "_kernel<" + args.str() + ">";
+  // A tiny translation unit per instance: include the kernel, name the one
+  // template instance (NVRTC instantiates it through the name expression).
+  r.source = "#include \"" + kernel + ".cuh\"\n";
+  return r;
+}
+
+std::string DenseGemmSpec::describe() const {
+  std::ostringstream s;
+  s << kernel << " n=" << n << " k=" << k << " block=" << block_m << "x" << block_n
+    << " stages=" << stages << " band_n=" << band_n << " out=" << (out_f32 ? "f32" : "bf16")
+    << (accumulate ? " +C" : "") << (sb_per_row ? " sb=per-row" : "");
+  return s.str();
+}
+
+}  // namespace jaxgemm

@@ -1,0 +1,43 @@
+// Static description of one JIT-compiled GEMM kernel instance: what the
+// Python side passes as custom-call attributes, and how it becomes a
+// translation unit for NVRTC.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "jit_cache.h"
+
+namespace jaxgemm {
+
+// Attributes of a dense GEMM custom call (all i64 except `kernel`).  The
+// Python side (jaxgemm/_kernels.py) passes exactly these names.
+struct DenseGemmAttrs {
+  std::string_view kernel;  // "fp8_gemm_nt" or "bf16_gemm_nt"
+  int64_t n, k;             // compile-time problem shape (M is a run-time value)
+  int64_t block_m, block_n, stages, band_n;
+  int64_t out_f32, accumulate, sb_per_row;
+  int64_t num_sms;          // grid cap; 0 = every SM of the device
+  int64_t smem_override;    // tests only: launch with this much dynamic smem (0 = planned)
+};
+
+struct DenseGemmSpec {
+  std::string kernel;
+  int64_t n = 0, k = 0, block_m = 0, block_n = 0, stages = 0, band_n = 0;
+  bool out_f32 = false, accumulate = false, sb_per_row = false;
+  int64_t num_sms = 0, smem_override = 0;
+
+  static DenseGemmSpec from_attrs(const DenseGemmAttrs& a);
+  bool is_fp8() const { return kernel == "fp8_gemm_nt"; }
+  int64_t in_bytes() const { return is_fp8() ? 1 : 2; }
+  int64_t out_bytes() const { return out_f32 ? 4 : 2; }
+  unsigned threads() const;
+  unsigned smem_bytes() const;  // from src_cuda/smem_plan.h
+  // Rejects specs the kernels cannot run (unknown kernel, bad block sizes).
+  bool validate(std::string* error) const;
+  KernelRequest request() const;
+  std::string describe() const;
+};
+
+}  // namespace jaxgemm

@@ -1,0 +1,156 @@
+"""CUDA (Hopper) implementations of the jaxgemm primitives.
+
+Each entry of ``KERNEL_IMPLS`` maps a primitive name to a function written in
+jax (``jax.ffi.ffi_call`` plus the layout preparation XLA can fuse into the
+operands' producers) with the same signature as the primitive's reference
+implementation: ``impl(*operands, **params) -> output``.  The primitives'
+CUDA lowering uses it on Hopper GPUs.
+
+Alignment: the kernels need every contiguous axis to be a multiple of 16
+bytes (TMA strides, layout.contiguous_alignment).  Operands that miss it are
+zero-padded here (exact along K; padded N columns are sliced off), so any
+shape works and aligned shapes pay nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgemm import _config, _ext, layout
+
+KERNEL_IMPLS: dict[str, Callable] = {}
+
+_forced_config: _config.GemmConfig | None = None
+_smem_override = 0
+
+
+@contextlib.contextmanager
+def force_config(config: _config.GemmConfig | None, *, smem_override: int = 0):
+    """Tests only: use `config` (unchecked) for every kernel lowered inside."""
+    global _forced_config, _smem_override
+    old = (_forced_config, _smem_override)
+    _forced_config, _smem_override = config, smem_override
+    try:
+        yield
+    finally:
+        _forced_config, _smem_override = old
+
+
+def _pad_axis(x: jax.Array, axis: int, multiple: int) -> jax.Array:
+    size = x.shape[axis]
+    target = -(-size // multiple) * multiple
+    if target == size:
+        return x
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, target - size)
+    return jnp.pad(x, pad)
+
+
+def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
+                out_dtype, cfg: _config.GemmConfig, *, accumulate: bool,
+                sb_per_row: bool, num_sms: int | None):
+    _ext.ensure_registered()
+    out_f32 = np.dtype(out_dtype) == np.float32
+    call = jax.ffi.ffi_call(
+        _ext.DENSE_TARGET,
+        jax.ShapeDtypeStruct((m, n_pad), out_dtype),
+        vmap_method="sequential",
+        input_output_aliases={len(operands) - 1: 0} if accumulate else None,
+    )
+    return call(
+        *operands,
+        kernel=kernel, n=int(n_pad), k=int(k_pad),
+        block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
+        band_n=int(cfg.band_n), out_f32=int(out_f32), accumulate=int(accumulate),
+        sb_per_row=int(sb_per_row), num_sms=int(num_sms or 0),
+        smem_override=int(_smem_override))
+
+
+def _is_per_row(sb_rows: int, n: int) -> bool:
+    return sb_rows == n and n != layout.num_scale_blocks(n)
+
+
+def fp8_gemm_nt(a, sa, b, sb, c=None, *, out_dtype, num_sms=None):
+    m, k = a.shape
+    n = b.shape[0]
+    out_dtype = np.dtype(out_dtype)
+    if m == 0 or n == 0:
+        return jnp.zeros((m, n), out_dtype) if c is None else c.astype(out_dtype)
+    sb_per_row = _is_per_row(sb.shape[0], n)
+    k_align = layout.contiguous_alignment(1)
+    n_align = max(layout.contiguous_alignment(np.dtype(out_dtype).itemsize),
+                  layout.contiguous_alignment(4) if sb_per_row else 1)
+    a_p = _pad_axis(a, 1, k_align)
+    b_p = _pad_axis(_pad_axis(b, 1, k_align), 0, n_align)
+    k_pad, n_pad = a_p.shape[1], b_p.shape[0]
+    if sb_per_row:
+        # [N, Kb] -> [Kb, N]: one TMA box per stage brings a tile's column scales.
+        sb_k = _pad_axis(sb.astype(jnp.float32).T, 1, n_align)
+    else:
+        sb_k = sb.astype(jnp.float32)
+        if layout.num_scale_blocks(n_pad) != sb_k.shape[0]:
+            sb_k = _pad_axis(sb_k, 0, layout.num_scale_blocks(n_pad))
+    operands = [a_p, sa.astype(jnp.float32), b_p, sb_k]
+    if c is not None:
+        operands.append(_pad_axis(c.astype(jnp.float32), 1, n_align))
+    cfg = _forced_config or _config.dense_config(
+        m, n_pad, k_pad, fp8=True, out_bytes=out_dtype.itemsize, sb_per_row=sb_per_row,
+        num_sms=num_sms)
+    d = _dense_call("fp8_gemm_nt", operands, m, n_pad, k_pad, out_dtype, cfg,
+                    accumulate=c is not None, sb_per_row=sb_per_row, num_sms=num_sms)
+    return d if n_pad == n else d[:, :n]
+
+
+def bf16_gemm_nt(a, b, c=None, *, out_dtype, num_sms=None):
+    m, k = a.shape
+    n = b.shape[0]
+    out_dtype = np.dtype(out_dtype)
+    if m == 0 or n == 0:
+        return jnp.zeros((m, n), out_dtype) if c is None else c.astype(out_dtype)
+    k_align = layout.contiguous_alignment(2)
+    n_align = layout.contiguous_alignment(out_dtype.itemsize)
+    a_p = _pad_axis(a.astype(jnp.bfloat16), 1, k_align)
+    b_p = _pad_axis(_pad_axis(b.astype(jnp.bfloat16), 1, k_align), 0, n_align)
+    k_pad, n_pad = a_p.shape[1], b_p.shape[0]
+    operands = [a_p, b_p]
+    if c is not None:
+        operands.append(_pad_axis(c.astype(jnp.float32), 1, n_align))
+    cfg = _forced_config or _config.dense_config(
+        m, n_pad, k_pad, fp8=False, out_bytes=out_dtype.itemsize, num_sms=num_sms)
+    d = _dense_call("bf16_gemm_nt", operands, m, n_pad, k_pad, out_dtype, cfg,
+                    accumulate=c is not None, sb_per_row=False, num_sms=num_sms)
+    return d if n_pad == n else d[:, :n]
+
+
+KERNEL_IMPLS["fp8_gemm_nt"] = fp8_gemm_nt
+KERNEL_IMPLS["bf16_gemm_nt"] = bf16_gemm_nt
+
+
+def _dense_attrs(kernel, n, k, bm, bn, stages, *, out_f32=0, accumulate=0, sb_per_row=0):
+    return dict(kernel=kernel, n=n, k=k, block_m=bm, block_n=bn, stages=stages, band_n=16,
+                out_f32=out_f32, accumulate=accumulate, sb_per_row=sb_per_row, num_sms=0,
+                smem_override=0)
+
+
+#: One representative instance per kernel source and variant; the CPU tests
+#: compile each with NVRTC and read its SASS.
+SAMPLE_SPECS: list[dict] = [
+    _dense_attrs("fp8_gemm_nt", 2112, 7168, 128, 112, 6),
+    _dense_attrs("fp8_gemm_nt", 4096, 7168, 64, 16, 12),
+    _dense_attrs("fp8_gemm_nt", 7168, 16384, 128, 192, 4),
+    _dense_attrs("fp8_gemm_nt", 4096, 7168, 128, 128, 4, out_f32=1, accumulate=1, sb_per_row=1),
+    _dense_attrs("fp8_gemm_nt", 4096, 2048, 128, 160, 4, out_f32=1),
+    _dense_attrs("bf16_gemm_nt", 4096, 7168, 128, 256, 3),
+    _dense_attrs("bf16_gemm_nt", 2112, 7168, 64, 64, 8, out_f32=1, accumulate=1),
+]
+
+
+def sample_spec_id(spec: dict) -> str:
+    flags = "".join(f for f, on in (("f32", spec["out_f32"]), ("acc", spec["accumulate"]),
+                                    ("row", spec["sb_per_row"])) if on)
+    return (f"{spec['kernel']}-{spec['block_m']}x{spec['block_n']}x{spec['stages']}"
+            + (f"-{flags}" if flags else ""))

@@ -1,0 +1,115 @@
+// BF16 GEMM, D = A @ B^T (+ C): A [M, K], B [N, K] bfloat16, FP32 accumulation.
+//
+// Same skeleton as fp8_gemm_nt.cuh (persistent grid, TMA producer warpgroup,
+// 64-row math warpgroups, TMA-store epilogue) without scales: the wgmma
+// accumulators are the result, so each math warpgroup keeps one wgmma batch
+// in flight and releases a stage as soon as the batch after it is issued.
+// A stage holds 64 of K (128 bytes per row, the 128-byte swizzle atom).
+#pragma once
+
+#include "gemm_common.cuh"
+#include "wgmma.cuh"
+
+namespace jaxgemm {
+
+template <u32 SHAPE_N, u32 SHAPE_K, u32 BLOCK_M, u32 BLOCK_N, u32 kStages, bool kOutF32,
+          bool kAccumulate, u32 kBandN>
+__global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
+    bf16_gemm_nt_kernel(const __grid_constant__ TmaDesc tm_a, const __grid_constant__ TmaDesc tm_b,
+                        const __grid_constant__ TmaDesc tm_d, u32 m) {
+  constexpr u32 BLOCK_K = 64;
+  constexpr u32 kNumKBlocks = (SHAPE_K + BLOCK_K - 1) / BLOCK_K;
+  constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
+  constexpr u32 kMathThreads = kMathWG * 128;
+  constexpr auto kPlan =
+      jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 2, kOutF32 ? 4 : 2, false);
+  using Mma = WgmmaBf16<BLOCK_N>;
+  using Store = TileStore<BLOCK_N, kOutF32, kAccumulate>;
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128, "block M is 64 (one math warpgroup) or 128 (two)");
+  static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
+  static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
+  static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
+  static_assert(!kAccumulate || kOutF32, "accumulation into C is FP32");
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* smem_d = smem;
+  unsigned char* smem_a = smem_d + kPlan.d_tile;
+  unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
+  u64* full = reinterpret_cast<u64*>(smem_b + kStages * kPlan.b_stage);
+  u64* empty = full + kStages;
+
+  const u32 tid = threadIdx.x;
+  const u32 wg = tid / 128;
+  if (tid == kMathThreads) {
+    tma_prefetch_desc(&tm_a);
+    tma_prefetch_desc(&tm_b);
+    tma_prefetch_desc(&tm_d);
+#pragma unroll
+    for (u32 s = 0; s < kStages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], kMathWG * 4);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  const DenseScheduler<kBandN> sched(m, BLOCK_M, SHAPE_N, BLOCK_N);
+
+  if (wg == kMathWG) {
+    warpgroup_reg_dealloc<40>();
+    if (tid == kMathThreads) {
+      constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage;
+      u32 stage = 0, phase = 0;
+      for (u32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+        u32 mb, nb;
+        sched.tile(t, mb, nb);
+        for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
+          mbar_wait(&empty[stage], phase ^ 1);
+          u64* bar = &full[stage];
+          tma_load_2d(smem_a + stage * kPlan.a_stage, &tm_a, bar, kb * BLOCK_K, mb * BLOCK_M);
+          tma_load_2d(smem_b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
+          mbar_arrive_expect_tx(bar, kStageBytes);
+          if (++stage == kStages) stage = 0, phase ^= 1;
+        }
+      }
+    }
+  } else {
+    warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
+    const u32 wg_thread = tid % 128, lane = tid % 32;
+    u32 stage = 0, phase = 0;
+    for (u32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+      u32 mb, nb;
+      sched.tile(t, mb, nb);
+      float acc[Mma::kNumAccum];
+      u32 prev_stage = 0;
+      for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
+        mbar_wait(&full[stage], phase);
+        const u64 da = smem_desc_sw128(smem_a + stage * kPlan.a_stage + wg * 64 * 128);
+        const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
+#pragma unroll
+        for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
+        wgmma_fence();
+#pragma unroll
+        for (u32 k = 0; k < BLOCK_K / 16; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, kb > 0 || k > 0);
+        wgmma_commit();
+#pragma unroll
+        for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
+        // Keep this batch in flight; the previous one is done reading its stage.
+        wgmma_wait<1>();
+        if (kb > 0 && lane == 0) mbar_arrive(&empty[prev_stage]);
+        prev_stage = stage;
+        if (++stage == kStages) stage = 0, phase ^= 1;
+      }
+      wgmma_wait<0>();
+#pragma unroll
+      for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
+      if (lane == 0) mbar_arrive(&empty[prev_stage]);
+      Store::run(acc, smem_d + wg * Store::kBytes, &tm_d, mb * BLOCK_M + wg * 64, nb * BLOCK_N, m,
+                 wg_thread, 1 + wg);
+    }
+    Store::drain(wg_thread);
+  }
+}
+
+}  // namespace jaxgemm

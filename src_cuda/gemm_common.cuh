@@ -1,0 +1,101 @@
+// Pieces shared by the GEMM kernels: the persistent tile scheduler, the
+// shared-memory carve-up, and the epilogue that stages a warpgroup's
+// accumulators in shared memory and writes them with TMA.
+#pragma once
+
+#include "ptx.cuh"
+#include "smem_plan.h"
+
+namespace jaxgemm {
+
+// Persistent tile order: tiles are numbered so that consecutive numbers share
+// an M block and walk N in bands of kBandN blocks; a wave of CTAs (which take
+// consecutive numbers) then touches few A and B tiles, which stay in L2.
+template <u32 kBandN>
+struct DenseScheduler {
+  u32 num_m_blocks, num_n_blocks, num_tiles;
+  __device__ DenseScheduler(u32 m, u32 block_m, u32 n, u32 block_n) {
+    num_m_blocks = (m + block_m - 1) / block_m;
+    num_n_blocks = (n + block_n - 1) / block_n;
+    num_tiles = num_m_blocks * num_n_blocks;
+  }
+  __device__ __forceinline__ void tile(u32 t, u32& m_block, u32& n_block) const {
+    const u32 band_tiles = kBandN * num_m_blocks;
+    const u32 band = t / band_tiles;
+    const u32 first_n = band * kBandN;
+    const u32 width = min(kBandN, num_n_blocks - first_n);
+    const u32 r = t - band * band_tiles;
+    m_block = r / width;
+    n_block = first_n + r % width;
+  }
+};
+
+// Applies the TMA swizzle of a box whose rows are kRowBytes long (128/64/32;
+// 16 = none): the 16-byte chunk index is XORed with the row's low bits.
+template <u32 kRowBytes>
+__device__ __forceinline__ u32 swizzle_offset(u32 offset) {
+  constexpr u32 kMask = kRowBytes / 16 - 1;
+  return offset ^ (((offset >> 7) & kMask) << 4);
+}
+
+// Epilogue of one math warpgroup: its 64 x BLOCK_N accumulator block (wgmma
+// register layout) is converted, staged in shared memory and written to D at
+// (row0, col0) with one TMA store (or reduce-add) per column slab.  The wgmma
+// accumulator layout: acc[4j + {0,1}] = (row r, cols 8j + 2q + {0,1}) and
+// acc[4j + {2,3}] = (row r + 8, same cols), with r = 16 * warp + lane / 4 and
+// q = lane % 4.  TMA drops the parts of the box past M and N.
+template <u32 BLOCK_N, bool kOutF32, bool kReduceAdd>
+struct TileStore {
+  static constexpr u32 kOutBytes = kOutF32 ? 4 : 2;
+  static constexpr u32 kSlabCols = jaxgemm_plan::store_slab_cols(BLOCK_N, kOutBytes);
+  static constexpr u32 kRowBytes = kSlabCols * kOutBytes;
+  static constexpr u32 kNumSlabs = BLOCK_N / kSlabCols;
+  static constexpr u32 kSlabBytes = 64 * kRowBytes;
+  static constexpr u32 kBytes = kNumSlabs * kSlabBytes;  // one warpgroup's staging area
+  static_assert(BLOCK_N % kSlabCols == 0, "block N must be a multiple of the store slab");
+  static_assert(kSlabBytes % 1024 == 0, "slabs must keep the swizzle period aligned");
+
+  // `smem` is this warpgroup's staging area; `wg_thread` in [0, 128).
+  __device__ __forceinline__ static void run(const float* acc, unsigned char* smem,
+                                             const TmaDesc* desc_d, u32 row0, u32 col0, u32 m,
+                                             u32 wg_thread, u32 barrier_id) {
+    // The previous tile's store must be done reading the staging area.
+    if (wg_thread == 0) tma_store_wait_read<0>();
+    named_barrier_sync(barrier_id, 128);
+    const u32 warp = wg_thread / 32, lane = wg_thread % 32;
+    const u32 r = warp * 16 + lane / 4, q = lane % 4;
+#pragma unroll
+    for (u32 j = 0; j < BLOCK_N / 8; ++j) {
+      const u32 col = 8 * j + 2 * q;
+      unsigned char* slab = smem + (col / kSlabCols) * kSlabBytes;
+      const u32 c = col % kSlabCols;
+#pragma unroll
+      for (u32 h = 0; h < 2; ++h) {
+        const u32 off = swizzle_offset<kRowBytes>((r + 8 * h) * kRowBytes + c * kOutBytes);
+        if constexpr (kOutF32)
+          st_shared_f32x2(slab + off, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+        else
+          st_shared_u32(slab + off, pack_bf16x2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+      }
+    }
+    fence_proxy_async_smem();
+    named_barrier_sync(barrier_id, 128);
+    if (wg_thread == 0 && row0 < m) {
+#pragma unroll
+      for (u32 s = 0; s < kNumSlabs; ++s) {
+        if constexpr (kReduceAdd)
+          tma_reduce_add_2d(desc_d, smem + s * kSlabBytes, col0 + s * kSlabCols, row0);
+        else
+          tma_store_2d(desc_d, smem + s * kSlabBytes, col0 + s * kSlabCols, row0);
+      }
+      tma_store_commit();
+    }
+  }
+
+  // Before the CTA exits, its stores must have finished reading shared memory.
+  __device__ __forceinline__ static void drain(u32 wg_thread) {
+    if (wg_thread == 0) tma_store_wait_all<0>();
+  }
+};
+
+}  // namespace jaxgemm

@@ -1,0 +1,83 @@
+// Shared-memory plans of the GEMM kernels, as plain constexpr C++.
+//
+// Included by the kernels (through NVRTC) and by the host (the FFI handlers
+// and, through the extension module, the Python config heuristics), so that
+// the bytes a kernel carves out of its dynamic shared memory and the bytes the
+// host asks for at launch are computed by the same code.
+#pragma once
+
+#ifndef JAXGEMM_SMEM_PLAN_H_
+#define JAXGEMM_SMEM_PLAN_H_
+
+// Host and device (NVRTC) alike.
+#if defined(__CUDACC__)
+#define JAXGEMM_HD __host__ __device__
+#else
+#define JAXGEMM_HD
+#endif
+
+namespace jaxgemm_plan {
+
+// Hopper: 227 KiB of dynamic shared memory per block at most.
+constexpr unsigned kMaxDynamicSmem = 232448;
+constexpr unsigned kBlockK = 128;  // K per pipeline stage (one FP8 scale block)
+
+JAXGEMM_HD constexpr unsigned align_up(unsigned x, unsigned a) { return (x + a - 1) / a * a; }
+
+// Dense / grouped NT GEMM ring: per stage an A tile [block_m, block_k] and a
+// B tile [block_n, block_k] (128B-swizzled, 1024-byte aligned), optionally a
+// per-row B scale vector; then the output staging tile, then 2 mbarriers per
+// stage.  `in_bytes` is 1 for FP8, 2 for BF16 (BF16 stages take half the K).
+struct GemmSmemPlan {
+  unsigned a_stage, b_stage, sb_stage, stage, d_tile, barriers, total;
+};
+
+JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned block_n, unsigned stages,
+                                      unsigned in_bytes, unsigned out_bytes,
+                                      bool sb_per_row) {
+  GemmSmemPlan p{};
+  const unsigned stage_k_bytes = 128;  // one 128-byte swizzle row of K per stage
+  (void)in_bytes;
+  p.a_stage = block_m * stage_k_bytes;
+  p.b_stage = block_n * stage_k_bytes;
+  p.sb_stage = sb_per_row ? align_up(block_n * 4, 128) : 0;
+  p.stage = p.a_stage + p.b_stage + p.sb_stage;
+  p.d_tile = align_up(block_m * block_n * out_bytes, 1024);
+  p.barriers = stages * 2 * 8;
+  // 1024 bytes of slack: the kernel aligns the dynamic smem base to 1024.
+  p.total = 1024 + p.d_tile + stages * p.stage + p.barriers;
+  return p;
+}
+
+// The output tile is staged in shared memory as column slabs that one TMA
+// store each writes back: a slab is `store_slab_cols` columns wide (at most
+// 128 bytes, the widest swizzled box) and holds 64 rows (one math warpgroup).
+// The slab's row size in bytes is also its TMA swizzle mode (128/64/32 B;
+// 16 B means no swizzle).  Host and kernel both read it from here.
+JAXGEMM_HD constexpr unsigned store_slab_cols(unsigned block_n, unsigned out_bytes) {
+  return block_n % (128 / out_bytes) == 0   ? 128 / out_bytes
+         : block_n % (64 / out_bytes) == 0  ? 64 / out_bytes
+         : block_n % (32 / out_bytes) == 0  ? 32 / out_bytes
+                                            : 16 / out_bytes;
+}
+JAXGEMM_HD constexpr unsigned store_slab_bytes_per_row(unsigned block_n, unsigned out_bytes) {
+  return store_slab_cols(block_n, out_bytes) * out_bytes;
+}
+
+// With per-block (128x128) B scales a tile may straddle at most two scale
+// blocks: its start n0 = n_block * block_n sits at a multiple of
+// gcd(block_n, 128) inside a scale block.
+JAXGEMM_HD constexpr unsigned gcd_with_128(unsigned block_n) {
+  return (block_n & (~block_n + 1)) < 128 ? (block_n & (~block_n + 1)) : 128;
+}
+JAXGEMM_HD constexpr bool fits_two_scale_blocks(unsigned block_n) {
+  return block_n - gcd_with_128(block_n) <= 128;
+}
+
+// Math warpgroups of a config: one per 64 rows of the tile.
+JAXGEMM_HD constexpr unsigned math_warpgroups(unsigned block_m) { return block_m / 64; }
+JAXGEMM_HD constexpr unsigned gemm_threads(unsigned block_m) { return 128 * (math_warpgroups(block_m) + 1); }
+
+}  // namespace jaxgemm_plan
+
+#endif  // JAXGEMM_SMEM_PLAN_H_

@@ -1,0 +1,201 @@
+"""Dense GEMM kernels on a Hopper GPU against the dequantized reference.
+
+Skipped without a Hopper GPU.  Every check draws fresh random inputs, poisons
+the memory the output is likely to land in, and compares with the
+dequantized operands multiplied in float64 (small shapes) or float32 HIGHEST
+on the device (large shapes), by the global diff metric and by the worst row
+and column.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+import jaxgemm
+from jaxgemm import _config, _kernels
+from jaxgemm._backend import hopper_available
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not hopper_available(), reason="needs a Hopper (sm_90) GPU"),
+]
+
+_rng = np.random.default_rng(1234)
+
+
+def _diff(x, y) -> float:
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    denom = (x * x + y * y).sum()
+    return float(1 - 2 * (x * y).sum() / denom) if denom > 0 else 0.0
+
+
+def _check(out, ref, tol=1e-3):
+    out = np.asarray(out, np.float64)
+    ref = np.asarray(ref, np.float64)
+    assert out.shape == ref.shape
+    assert np.isfinite(out).all(), "non-finite output (unwritten or poisoned elements)"
+    d = _diff(out, ref)
+    assert d < tol, f"diff {d:.3e}"
+    # A global metric can hide a bad row or column: bound the worst of each.
+    err = np.abs(out - ref)
+    scale = np.abs(ref).max() + 1e-30
+    if out.size:
+        assert err.max(axis=1).max() / scale < 2e-2, "worst row off"
+        assert err.max(axis=0).max() / scale < 2e-2, "worst column off"
+    return d
+
+
+def _poison(shape, dtype):
+    # Fill and free a buffer of the output's size, so the allocator is likely
+    # to hand this memory to the kernel's output: unwritten elements then
+    # read back as NaN instead of an earlier correct result.
+    jnp.full(shape, jnp.nan, dtype).block_until_ready()
+
+
+def _fp8_operands(m, n, k, *, b_per_row=False):
+    a = jnp.asarray(_rng.standard_normal((m, k), np.float32) * _rng.uniform(0.1, 10))
+    b = jnp.asarray(_rng.standard_normal((n, k), np.float32))
+    # Ragged magnitudes per row / block so wrong scales show.
+    a = a * jnp.asarray(_rng.uniform(0.01, 4.0, (m, 1)), jnp.float32)
+    qa = jaxgemm.per_token_cast_to_fp8(a)
+    qb = jaxgemm.per_token_cast_to_fp8(b) if b_per_row else jaxgemm.per_block_cast_to_fp8(b)
+    return qa, qb
+
+
+def _ref_dense(qa, qb, c=None):
+    a = jaxgemm.dequantize(*qa)
+    b = jaxgemm.dequantize(*qb)
+    if a.shape[0] * b.shape[0] * a.shape[1] <= 2**31:
+        r = np.asarray(a, np.float64) @ np.asarray(b, np.float64).T
+    else:
+        r = np.asarray(jnp.dot(a, b.T, precision=jax.lax.Precision.HIGHEST,
+                               preferred_element_type=jnp.float32), np.float64)
+    if c is not None:
+        r = r + np.asarray(c, np.float64)
+    return r
+
+
+SHAPES = [
+    (1, 8, 128), (7, 40, 256), (64, 2112, 7168), (128, 7168, 2048), (129, 300, 384),
+    (200, 136, 1024), (255, 1000, 640), (513, 1032, 896), (1024, 4096, 7168),
+    (4096, 2112, 7168), (64, 24576, 1536), (100, 8, 16384),
+]
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_fp8_gemm_nt_bf16(m, n, k):
+    qa, qb = _fp8_operands(m, n, k)
+    f = jax.jit(lambda a, b: jaxgemm.fp8_gemm_nt(a, b))
+    _poison((m, n), jnp.bfloat16)
+    out = f(qa, qb)
+    assert out.dtype == jnp.bfloat16
+    _check(out, _ref_dense(qa, qb))
+
+
+@pytest.mark.parametrize("m,n,k", [(64, 256, 512), (300, 520, 2048), (2112, 4096, 7168)])
+@pytest.mark.parametrize("b_per_row", [False, True])
+def test_fp8_gemm_nt_accumulate(m, n, k, b_per_row):
+    qa, qb = _fp8_operands(m, n, k, b_per_row=b_per_row)
+    c = jnp.asarray(_rng.standard_normal((m, n), np.float32))
+    out = jax.jit(lambda a, b, c: jaxgemm.fp8_gemm_nt(a, b, c=c))(qa, qb, c)
+    assert out.dtype == jnp.float32
+    _check(out, _ref_dense(qa, qb, c), tol=1e-5)
+
+
+def test_fp8_gemm_nt_f32_out_per_row():
+    qa, qb = _fp8_operands(333, 264, 1152, b_per_row=True)
+    _poison((333, 264), jnp.float32)
+    out = jax.jit(lambda a, b: jaxgemm.fp8_gemm_nt(a, b, out_dtype=jnp.float32))(qa, qb)
+    _check(out, _ref_dense(qa, qb), tol=1e-5)
+
+
+def test_error_flat_in_k():
+    # The promotion every 128 of K keeps the error from growing with K.
+    qa, qb = _fp8_operands(128, 256, 16384)
+    out = jax.jit(lambda a, b: jaxgemm.fp8_gemm_nt(a, b, out_dtype=jnp.float32))(qa, qb)
+    d = _check(out, _ref_dense(qa, qb), tol=1e-6)
+    assert d < 1e-6
+
+
+def test_several_sizes_in_one_program():
+    ops = [_fp8_operands(*s) for s in [(64, 512, 1024), (300, 136, 256), (1024, 2048, 512)]]
+    f = jax.jit(lambda *xs: [jaxgemm.fp8_gemm_nt(xs[2 * i], xs[2 * i + 1]) for i in range(3)])
+    outs = f(*[x for pair in ops for x in pair])
+    for (qa, qb), out in zip(ops, outs):
+        _check(out, _ref_dense(qa, qb))
+
+
+@pytest.mark.parametrize("bm,bn", [(64, 16), (64, 48), (64, 112), (64, 192), (128, 32),
+                                   (128, 96), (128, 128), (128, 144), (128, 160), (128, 192)])
+def test_fp8_configs(bm, bn):
+    # Every tile shape the heuristic can pick, on an unaligned problem.
+    m, n, k = 389, 1000, 1408
+    qa, qb = _fp8_operands(m, n, k)
+    stages = _config._max_stages(bm, bn, 1, 2, False)
+    with _kernels.force_config(_config.GemmConfig(bm, bn, min(stages, 6))):
+        out = jax.jit(lambda a, b: jaxgemm.fp8_gemm_nt(a, b))(qa, qb)
+    _check(out, _ref_dense(qa, qb))
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 8, 64), (200, 136, 1000), (1024, 4096, 7168), (64, 2112, 7168)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_bf16_gemm_nt(m, n, k, accumulate):
+    a = jnp.asarray(_rng.standard_normal((m, k), np.float32)).astype(jnp.bfloat16)
+    b = jnp.asarray(_rng.standard_normal((n, k), np.float32)).astype(jnp.bfloat16)
+    ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64).T
+    if accumulate:
+        c = jnp.asarray(_rng.standard_normal((m, n), np.float32))
+        out = jax.jit(lambda a, b, c: jaxgemm.bf16_gemm_nt(a, b, c=c))(a, b, c)
+        ref = ref + np.asarray(c, np.float64)
+        _check(out, ref, tol=1e-6)
+    else:
+        _poison((m, n), jnp.bfloat16)
+        out = jax.jit(lambda a, b: jaxgemm.bf16_gemm_nt(a, b))(a, b)
+        _check(out, ref)
+
+
+@pytest.mark.parametrize("bm,bn", [(64, 64), (128, 256), (128, 200), (64, 24)])
+def test_bf16_configs(bm, bn):
+    m, n, k = 300, 1000, 520
+    a = jnp.asarray(_rng.standard_normal((m, k), np.float32)).astype(jnp.bfloat16)
+    b = jnp.asarray(_rng.standard_normal((n, k), np.float32)).astype(jnp.bfloat16)
+    stages = _config._max_stages(bm, bn, 2, 2, False)
+    with _kernels.force_config(_config.GemmConfig(bm, bn, min(stages, 5))):
+        out = jax.jit(lambda a, b: jaxgemm.bf16_gemm_nt(a, b))(a, b)
+    _check(out, np.asarray(a, np.float64) @ np.asarray(b, np.float64).T)
+
+
+def test_nn_tn_tt_variants():
+    m, n, k = 200, 264, 640
+    a = jnp.asarray(_rng.standard_normal((m, k), np.float32))
+    b = jnp.asarray(_rng.standard_normal((n, k), np.float32))
+    qa = jaxgemm.per_token_cast_to_fp8(a)
+    qb = jaxgemm.per_block_cast_to_fp8(b)
+    ref = _ref_dense(qa, qb)
+    qa_t = (qa[0].T, qa[1].T)
+    qb_t = (qb[0].T, qb[1].T)
+    _check(jax.jit(jaxgemm.fp8_gemm_nn)(qa, qb_t), ref)
+    _check(jax.jit(jaxgemm.fp8_gemm_tn)(qa_t, qb), ref)
+    _check(jax.jit(jaxgemm.fp8_gemm_tt)(qa_t, qb_t), ref)
+
+
+def test_compile_error_raises():
+    # An impossible tile (wgmma N must be a multiple of 8) fails in NVRTC at
+    # the instantiate stage; the NVRTC log reaches Python as an exception.
+    qa, qb = _fp8_operands(64, 256, 256)
+    with _kernels.force_config(_config.GemmConfig(64, 20, 4)):
+        with pytest.raises(Exception, match="(?s)NVRTC.*multiple of 8"):
+            jax.jit(lambda a, b: jaxgemm.fp8_gemm_nt(a, b))(qa, qb).block_until_ready()
+
+
+def test_launch_error_raises():
+    # More dynamic shared memory than an SM has: configuring or launching the
+    # kernel fails, and the driver's error reaches Python.
+    qa, qb = _fp8_operands(64, 256, 256)
+    with _kernels.force_config(_config.GemmConfig(64, 64, 4), smem_override=300_000):
+        with pytest.raises(Exception, match="jaxgemm"):
+            jax.jit(lambda a, b: jaxgemm.fp8_gemm_nt(a, b))(qa, qb).block_until_ready()

@@ -1,0 +1,113 @@
+"""The JIT on this machine, no GPU needed: NVRTC compiles every kernel source
+for sm_90a, the cubins use the Hopper tensor-core instructions and spill
+nothing, and the disk cache behaves (hits across processes, safe when several
+processes compile the same kernel at once)."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from jaxgemm import _ext, _kernels
+
+pytestmark = pytest.mark.skipif(not _ext.nvrtc_available(),
+                                reason="NVRTC not found (pip install nvidia-cuda-nvrtc)")
+
+
+def _nvdisasm():
+    try:
+        import nvidia  # type: ignore
+
+        for root in nvidia.__path__:
+            for cand in glob.glob(os.path.join(root, "*", "bin", "nvdisasm")):
+                return cand
+    except ImportError:
+        pass
+    return shutil.which("nvdisasm")
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """A private cache folder and ptxas -v, restored afterwards."""
+    monkeypatch.setenv("JAXGEMM_PTXAS_VERBOSE", "1")
+    _ext.native.configure_jit(_ext.source_dir(), str(tmp_path))
+    yield tmp_path
+    monkeypatch.delenv("JAXGEMM_PTXAS_VERBOSE")
+    _ext.native.configure_jit(_ext.source_dir(), _ext.cache_dir())
+
+
+def test_every_kernel_source_has_a_sample():
+    kernels = {os.path.basename(p)[:-4] for p in glob.glob(os.path.join(_ext.source_dir(), "*.cuh"))
+               if os.path.basename(p).endswith("_nt.cuh") or "grouped" in os.path.basename(p)}
+    assert kernels, "no kernel sources found"
+    assert kernels <= {s["kernel"] for s in _kernels.SAMPLE_SPECS}
+
+
+@pytest.mark.parametrize("spec", _kernels.SAMPLE_SPECS, ids=_kernels.sample_spec_id)
+def test_compiles_for_sm90a_without_spills(spec, fresh_cache):
+    info = _ext.native.compile_dense(spec, True)
+    assert info["cubin_size"] > 0 and not info["cache_hit"]
+    log = info["log"]
+    assert "sm_90a" in log
+    assert "0 bytes spill stores, 0 bytes spill loads" in log, log
+    assert info["seconds"] < 10
+    tool = _nvdisasm()
+    if tool is None:
+        pytest.skip("nvdisasm not found: SASS not checked")
+    cubin = fresh_cache / "k.cubin"
+    cubin.write_bytes(info["cubin"])
+    sass = subprocess.run([tool, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
+    want = "QGMMA" if spec["kernel"].startswith("fp8") else "HGMMA"
+    assert want in sass, f"no {want} in the SASS of {info['lowered_name']}"
+    assert "LDL" not in sass and "STL" not in sass, "local memory traffic"
+
+
+def test_disk_cache_hits_in_a_new_process(tmp_path):
+    script = textwrap.dedent(f"""
+        import json, sys
+        from jaxgemm import _ext, _kernels
+        _ext.ensure_jit()
+        info = _ext.native.compile_dense(_kernels.SAMPLE_SPECS[0])
+        print(json.dumps({{"hit": info["cache_hit"], "s": info["seconds"]}}))
+    """)
+    env = dict(os.environ, JAXGEMM_CACHE_DIR=str(tmp_path))
+    import json
+    first = json.loads(subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                      capture_output=True, text=True).stdout.splitlines()[-1])
+    second = json.loads(subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                       capture_output=True, text=True).stdout.splitlines()[-1])
+    assert not first["hit"] and second["hit"]
+    assert second["s"] < 0.05, "a disk-cache load should take milliseconds"
+    assert glob.glob(str(tmp_path / "*" / "*.cubin"))
+    assert not glob.glob(str(tmp_path / "*" / "*.tmp.*")), "temporary files left behind"
+
+
+def test_concurrent_compiles_share_one_entry(tmp_path):
+    script = textwrap.dedent("""
+        from jaxgemm import _ext, _kernels
+        _ext.ensure_jit()
+        _ext.native.compile_dense(_kernels.SAMPLE_SPECS[1])
+    """)
+    env = dict(os.environ, JAXGEMM_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(3)]
+    assert all(p.wait() == 0 for p in procs)
+    assert len(glob.glob(str(tmp_path / "*" / "*.cubin"))) == 1
+    assert not glob.glob(str(tmp_path / "*" / "*.tmp.*"))
+
+
+def test_compile_error_carries_the_nvrtc_log(fresh_cache):
+    bad = dict(_kernels.SAMPLE_SPECS[0], block_n=20)  # wgmma N must be a multiple of 8
+    with pytest.raises(RuntimeError, match="(?s)NVRTC failed.*multiple of 8"):
+        _ext.native.compile_dense(bad)
+
+
+def test_invalid_spec_is_rejected_before_compiling():
+    with pytest.raises(ValueError, match="unknown kernel"):
+        _ext.native.compile_dense(dict(_kernels.SAMPLE_SPECS[0], kernel="nope"))
+    with pytest.raises(ValueError, match="multiple of 16"):
+        _ext.native.compile_dense(dict(_kernels.SAMPLE_SPECS[0], k=100))
