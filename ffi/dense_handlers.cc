@@ -24,7 +24,8 @@ XLA_FFI_REGISTER_STRUCT_ATTR_DECODING(
     ffi::StructMember<int64_t>("block_m"), ffi::StructMember<int64_t>("block_n"),
     ffi::StructMember<int64_t>("stages"), ffi::StructMember<int64_t>("band_n"),
     ffi::StructMember<int64_t>("out_f32"), ffi::StructMember<int64_t>("accumulate"),
-    ffi::StructMember<int64_t>("sb_per_row"), ffi::StructMember<int64_t>("num_sms"),
+    ffi::StructMember<int64_t>("sb_per_row"), ffi::StructMember<int64_t>("cluster"),
+    ffi::StructMember<int64_t>("num_sms"),
     ffi::StructMember<int64_t>("smem_override"));
 
 namespace jaxgemm {
@@ -50,15 +51,15 @@ ffi::ErrorOr<std::unique_ptr<KernelState>> DenseInstantiate(DenseGemmAttrs attrs
   if (!spec.validate(&error)) return ffi::Unexpected(ffi::Error::InvalidArgument(error));
   KernelBinary bin;
   if (!jit_build(spec.request(), &bin, &error)) return ffi::Unexpected(internal(error, spec));
-  if (!state->kernel.load(bin, spec.smem_bytes(), spec.threads(), &error))
+  if (!state->kernel.load(bin, spec.smem_bytes(), spec.threads(), spec.cluster, &error))
     return ffi::Unexpected(internal(error, spec));
   return state;
 }
 
 ffi::Error DenseInitialize(KernelState* state) {
-  int sms = 0;
+  LoadedKernel::DeviceInfo dev;
   std::string error;
-  if (!state->kernel.prepare_current_device(&sms, &error)) return internal(error, state->dense);
+  if (!state->kernel.prepare_current_device(&dev, &error)) return internal(error, state->dense);
   return ffi::Error::Success();
 }
 
@@ -100,11 +101,15 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
   if (auto e = check_dims("d", *d, out_type, {m, spec.n}, spec); e.failure()) return e;
   if (m == 0) return ffi::Error::Success();
 
-  int sms = 0;
-  if (!state->kernel.prepare_current_device(&sms, &error)) return internal(error, spec);
-  const int64_t tiles = layout::ceil_div(m, spec.block_m) * layout::ceil_div(spec.n, spec.block_n);
-  const int64_t cap = spec.num_sms > 0 ? std::min<int64_t>(spec.num_sms, sms) : sms;
-  const unsigned grid = static_cast<unsigned>(std::min(tiles, cap));
+  LoadedKernel::DeviceInfo dev;
+  if (!state->kernel.prepare_current_device(&dev, &error)) return internal(error, spec);
+  // Persistent grid: one cluster per scheduling unit, at most as many
+  // clusters as fit on the device at once (or on the SMs the caller allows).
+  const int64_t units = layout::ceil_div(m, spec.block_m) *
+                        layout::ceil_div(layout::ceil_div(spec.n, spec.block_n), spec.cluster);
+  int64_t cap = dev.max_active_clusters;
+  if (spec.num_sms > 0) cap = std::min<int64_t>(cap, std::max<int64_t>(1, spec.num_sms / spec.cluster));
+  const unsigned grid = static_cast<unsigned>(std::min(units, cap) * spec.cluster);
 
   const auto in_dtype = fp8 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   const uint32_t box_k = static_cast<uint32_t>(128 / spec.in_bytes());  // one 128-byte row
@@ -113,7 +118,7 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
   const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, spec.out_bytes());
   bool ok =
       make_tma_2d(*drv, &tm_a, in_dtype, a.untyped_data(), spec.k, m, spec.k * spec.in_bytes(),
-                  box_k, spec.block_m, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
+                  box_k, spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
       make_tma_2d(*drv, &tm_b, in_dtype, b.untyped_data(), spec.k, spec.n,
                   spec.k * spec.in_bytes(), box_k, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B,
                   &error) &&

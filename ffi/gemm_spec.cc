@@ -19,6 +19,7 @@ DenseGemmSpec DenseGemmSpec::from_attrs(const DenseGemmAttrs& a) {
   s.out_f32 = a.out_f32 != 0;
   s.accumulate = a.accumulate != 0;
   s.sb_per_row = a.sb_per_row != 0;
+  s.cluster = a.cluster;
   s.num_sms = a.num_sms;
   s.smem_override = a.smem_override;
   return s;
@@ -48,6 +49,12 @@ bool DenseGemmSpec::validate(std::string* error) const {
     e << "k=" << k << " must be a multiple of " << layout::contiguous_alignment(in_bytes());
   else if (n % layout::contiguous_alignment(out_bytes()) != 0)
     e << "n=" << n << " must be a multiple of " << layout::contiguous_alignment(out_bytes());
+  else if (block_m != 64 && block_m != 128 && block_m != 256)
+    e << "block_m must be 64, 128 or 256";
+  else if (cluster != 1 && cluster != 2 && cluster != 4)
+    e << "cluster must be 1, 2 or 4";
+  else if ((block_m / cluster) % 8 != 0)
+    e << "block_m / cluster must be a multiple of 8 (the multicast slice)";
   else if (stages < 1 || band_n < 1)
     e << "stages and band_n must be positive";
   else if (accumulate && !out_f32)
@@ -64,7 +71,7 @@ KernelRequest DenseGemmSpec::request() const {
   args << n << ", " << k << ", " << block_m << ", " << block_n << ", " << stages << ", "
        << (out_f32 ? "true" : "false") << ", " << (accumulate ? "true" : "false") << ", ";
   if (is_fp8()) args << (sb_per_row ? "true" : "false") << ", ";
-  args << band_n;
+  args << band_n << ", " << cluster;
   KernelRequest r;
   r.name = kernel;
   r.name_expression = "&jaxgemm::" + kernel + "_kernel<" + args.str() + ">";
@@ -77,7 +84,7 @@ KernelRequest DenseGemmSpec::request() const {
 std::string DenseGemmSpec::describe() const {
   std::ostringstream s;
   s << kernel << " n=" << n << " k=" << k << " block=" << block_m << "x" << block_n
-    << " stages=" << stages << " band_n=" << band_n << " out=" << (out_f32 ? "f32" : "bf16")
+    << " stages=" << stages << " band_n=" << band_n << " cluster=" << cluster << " out=" << (out_f32 ? "f32" : "bf16")
     << (accumulate ? " +C" : "") << (sb_per_row ? " sb=per-row" : "");
   return s.str();
 }

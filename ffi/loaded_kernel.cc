@@ -9,7 +9,8 @@ LoadedKernel::~LoadedKernel() {
 }
 
 bool LoadedKernel::load(const KernelBinary& bin, unsigned smem_bytes, unsigned threads,
-                        std::string* error) {
+                        unsigned cluster, std::string* error) {
+  cluster_ = cluster;
   drv_ = cuda_driver(error);
   if (drv_ == nullptr) return false;
   bin_ = bin;
@@ -29,7 +30,7 @@ bool LoadedKernel::load(const KernelBinary& bin, unsigned smem_bytes, unsigned t
   return true;
 }
 
-bool LoadedKernel::prepare_current_device(int* num_sms, std::string* error) {
+bool LoadedKernel::prepare_current_device(DeviceInfo* info, std::string* error) {
   CUdevice dev;
   CUresult r = drv_->cuCtxGetDevice(&dev);
   if (r != CUDA_SUCCESS) {
@@ -38,8 +39,8 @@ bool LoadedKernel::prepare_current_device(int* num_sms, std::string* error) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& d : devices_) {
-    if (d.first == dev) {
-      *num_sms = d.second;
+    if (d.device == dev) {
+      *info = d;
       return true;
     }
   }
@@ -65,8 +66,32 @@ bool LoadedKernel::prepare_current_device(int* num_sms, std::string* error) {
     *error = s.str();
     return false;
   }
-  devices_.emplace_back(dev, sms);
-  *num_sms = sms;
+  DeviceInfo d;
+  d.device = dev;
+  d.num_sms = sms;
+  d.max_active_clusters = sms / static_cast<int>(cluster_);
+  if (cluster_ > 1) {
+    // Clusters must fit in one GPC: fewer than SMs / cluster may be resident.
+    CUlaunchConfig cfg = {};
+    CUlaunchAttribute attr = {};
+    attr.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attr.value.clusterDim.x = cluster_;
+    attr.value.clusterDim.y = 1;
+    attr.value.clusterDim.z = 1;
+    cfg.gridDimX = cluster_ * static_cast<unsigned>(d.max_active_clusters);
+    cfg.gridDimY = cfg.gridDimZ = 1;
+    cfg.blockDimX = threads_;
+    cfg.blockDimY = cfg.blockDimZ = 1;
+    cfg.sharedMemBytes = smem_bytes_;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    CUresult occ = drv_->cuOccupancyMaxActiveClusters(&clusters, fn, &cfg);
+    if (occ == CUDA_SUCCESS && clusters > 0) d.max_active_clusters = clusters;
+  }
+  if (d.max_active_clusters < 1) d.max_active_clusters = 1;
+  devices_.push_back(d);
+  *info = d;
   return true;
 }
 
@@ -83,13 +108,19 @@ bool LoadedKernel::launch(CUstream stream, unsigned grid, void** params, std::st
     cfg.blockDimZ = 1;
     cfg.sharedMemBytes = smem_bytes_;
     cfg.hStream = stream;
-    cfg.attrs = nullptr;
-    cfg.numAttrs = 0;
+    CUlaunchAttribute attr = {};
+    attr.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attr.value.clusterDim.x = cluster_;
+    attr.value.clusterDim.y = 1;
+    attr.value.clusterDim.z = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
     r = drv_->cuLaunchKernelEx(&cfg, fn, params, nullptr);
   }
   if (r != CUDA_SUCCESS) {
     std::ostringstream s;
-    s << "launch of " << bin_.lowered_name << " (grid " << grid << ", block " << threads_ << ", "
+    s << "launch of " << bin_.lowered_name << " (grid " << grid << ", cluster " << cluster_
+      << ", block " << threads_ << ", "
       << smem_bytes_ << " B shared) failed: " << cu_result_string(r);
     *error = s.str();
     return false;

@@ -18,12 +18,18 @@ class LoadedKernel {
  public:
   ~LoadedKernel();
   // Loads `bin` (no device or context needed).
-  bool load(const KernelBinary& bin, unsigned smem_bytes, unsigned threads, std::string* error);
+  bool load(const KernelBinary& bin, unsigned smem_bytes, unsigned threads, unsigned cluster,
+            std::string* error);
 
+  struct DeviceInfo {
+    CUdevice device = 0;
+    int num_sms = 0;
+    int max_active_clusters = 0;  // clusters of this kernel resident at once
+  };
   // Configures the kernel for the current context's device (once per
-  // device) and returns that device's SM count.  Safe to call from any stage;
+  // device) and returns the device's facts.  Safe to call from any stage;
   // the initialize stage calls it so that execute only launches.
-  bool prepare_current_device(int* num_sms, std::string* error);
+  bool prepare_current_device(DeviceInfo* info, std::string* error);
 
   bool launch(CUstream stream, unsigned grid, void** params, std::string* error);
 
@@ -35,10 +41,10 @@ class LoadedKernel {
   const CudaDriver* drv_ = nullptr;
   CUlibrary lib_ = nullptr;
   CUkernel kernel_ = nullptr;
-  unsigned smem_bytes_ = 0, threads_ = 0;
+  unsigned smem_bytes_ = 0, threads_ = 0, cluster_ = 1;
   KernelBinary bin_;
   std::mutex mu_;
-  std::vector<std::pair<CUdevice, int>> devices_;  // configured devices and their SM counts
+  std::vector<DeviceInfo> devices_;  // configured devices
 };
 
 }  // namespace jaxgemm

@@ -45,6 +45,7 @@ jaxgemm::DenseGemmSpec dense_spec_from_dict(const nb::dict& a) {
   s.out_f32 = get("out_f32") != 0;
   s.accumulate = get("accumulate") != 0;
   s.sb_per_row = get("sb_per_row") != 0;
+  s.cluster = a.contains("cluster") ? get("cluster") : 1;
   s.num_sms = get("num_sms");
   s.smem_override = get("smem_override");
   return s;

@@ -17,15 +17,21 @@ import sys
 from jaxgemm import layout
 
 # H100 SXM figures the model uses (measured on the lent H100: 132 SMs,
-# ~3.0 TB/s device copy; FP8 dense peak ~1979 TFLOPS, BF16 half of it).
+# ~3.0 TB/s device copy; FP8 dense peak ~1979 TFLOPS = ~8192 FLOP per SM per
+# clock at ~1.83 GHz, BF16 half of it).  L2 -> SM streaming is the scarce
+# resource for big tiles: ~6150 B/clock for the whole chip, ~46 B/clock/SM.
 H100_SMS = 132
-_FP8_FLOPS_PER_SM = 1979e12 / H100_SMS
-_BF16_FLOPS_PER_SM = 989e12 / H100_SMS
-_L2_BYTES_PER_SM = 110e9   # L2 -> SM streaming rate one SM sustains
+_CLOCK = 1.83e9
+_FP8_FLOP_PER_CLK = 8192
+_BF16_FLOP_PER_CLK = 4096
+_L2_BYTES_PER_CLK_PER_SM = 46.0
 _HBM_BYTES = 3.0e12
-# One math warpgroup cannot overlap promotion with its own wgmma; two can.
-_FP8_EFFICIENCY = {64: 0.62, 128: 0.85}
-_BF16_EFFICIENCY = {64: 0.75, 128: 0.9}
+# Tensor-pipe efficiency by block M: one math warpgroup cannot overlap its
+# FP8 promotion with its own wgmma; two can.
+_FP8_EFFICIENCY = {64: 0.62, 128: 0.85, 256: 0.9}
+_BF16_EFFICIENCY = {64: 0.75, 128: 0.9, 256: 0.92}
+# SMs usable by clusters of each size (clusters cannot span GPCs).
+_USABLE_SMS = {1: 132, 2: 132, 4: 128}
 _MAX_STAGES = 12
 
 
@@ -34,10 +40,11 @@ class GemmConfig:
     block_m: int
     block_n: int
     stages: int
+    cluster: int = 1
     band_n: int = 16
 
     def describe(self) -> str:
-        return f"{self.block_m}x{self.block_n}x{self.stages}st"
+        return f"{self.block_m}x{self.block_n}x{self.stages}st c{self.cluster}"
 
 
 def _max_stages(block_m: int, block_n: int, in_bytes: int, out_bytes: int,
@@ -51,9 +58,12 @@ def _max_stages(block_m: int, block_n: int, in_bytes: int, out_bytes: int,
 
 
 def _block_n_candidates(fp8: bool, sb_per_row: bool, block_m: int) -> list[int]:
-    # Accumulator registers: BN/2 (+ BN/2 for FP8 promotion) per thread must
-    # fit the math warpgroups' budget (232/248 registers): BN <= 192 for FP8.
-    max_bn = 192 if fp8 else 256
+    # Accumulator registers per math thread: BN/2 per 64-row wave (+ BN/2
+    # for FP8 promotion) must fit the 232/248-register budget.
+    if block_m == 256:
+        max_bn = 128
+    else:
+        max_bn = 192 if fp8 else 256
     out = []
     for bn in range(16, max_bn + 1, 16):
         if fp8 and not sb_per_row and not layout.fits_two_scale_blocks(bn):
@@ -64,33 +74,39 @@ def _block_n_candidates(fp8: bool, sb_per_row: bool, block_m: int) -> list[int]:
 
 def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                  sb_per_row: bool = False, num_sms: int | None = None) -> GemmConfig:
-    """Block sizes and stages for a dense NT GEMM of shape (m, n, k)."""
+    """Block sizes, cluster and stages for a dense NT GEMM of shape (m, n, k)."""
     sms = num_sms or H100_SMS
     in_bytes = 1 if fp8 else 2
-    rate = _FP8_FLOPS_PER_SM if fp8 else _BF16_FLOPS_PER_SM
+    flop_clk = _FP8_FLOP_PER_CLK if fp8 else _BF16_FLOP_PER_CLK
     eff = _FP8_EFFICIENCY if fp8 else _BF16_EFFICIENCY
-    hbm_bytes = (m * k + n * k) * in_bytes + m * n * out_bytes
+    hbm_s = ((m * k + n * k) * in_bytes + m * n * out_bytes) / _HBM_BYTES
     best = None
-    for bm in (64, 128):
-        if bm == 128 and m <= 64:
+    for bm in (64, 128, 256):
+        if bm > 64 and m <= bm // 2:
             continue
-        for bn in _block_n_candidates(fp8, sb_per_row, bm):
-            stages = _max_stages(bm, bn, in_bytes, out_bytes, sb_per_row)
-            if stages < 3:
+        for cluster in (1, 2, 4):
+            if (bm // cluster) % 8 or cluster > sms:
                 continue
-            tiles = math.ceil(m / bm) * math.ceil(n / bn)
-            waves = math.ceil(tiles / sms)
-            # Rows/columns past the problem edge cost time but do no work.
-            compute = 2 * bm * bn * k / (rate * eff[bm])
-            load = (bm + bn) * k * in_bytes / _L2_BYTES_PER_SM
-            store = bm * bn * out_bytes / _L2_BYTES_PER_SM
-            t = max(waves * (max(compute, load) + store), hbm_bytes / _HBM_BYTES)
-            key = (t, -bm * bn)
-            if best is None or key < best[0]:
-                best = (key, GemmConfig(bm, bn, stages))
+            usable = min(sms, _USABLE_SMS[cluster]) // cluster * cluster
+            for bn in _block_n_candidates(fp8, sb_per_row, bm):
+                stages = _max_stages(bm, bn, in_bytes, out_bytes, sb_per_row)
+                if stages < 3:
+                    continue
+                n_blocks = math.ceil(n / bn)
+                units = math.ceil(m / bm) * math.ceil(n_blocks / cluster)
+                waves = math.ceil(units * cluster / usable)
+                compute = 2 * bm * bn * k / (flop_clk * eff[bm])
+                l2 = (k * (bm / cluster + bn) * in_bytes + bm * bn * out_bytes) / \
+                    _L2_BYTES_PER_CLK_PER_SM
+                # A cluster tile past the N edge still costs its CTAs' time.
+                t = max(waves * max(compute, l2) / _CLOCK, hbm_s)
+                # Prefer smaller clusters and bigger tiles on ties.
+                key = (round(t * 1e7), cluster, -bm * bn)
+                if best is None or key < best[0]:
+                    best = (key, GemmConfig(bm, bn, stages, cluster), t)
     assert best is not None
     cfg = best[1]
     if os.environ.get("JAXGEMM_PRINT_CONFIGS", "0") not in ("", "0"):
         print(f"[jaxgemm] {'fp8' if fp8 else 'bf16'} gemm m={m} n={n} k={k} -> "
-              f"{cfg.describe()} (est {best[0][0] * 1e6:.1f} us)", file=sys.stderr)
+              f"{cfg.describe()} (est {best[2] * 1e6:.1f} us)", file=sys.stderr)
     return cfg

@@ -66,7 +66,7 @@ def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
         kernel=kernel, n=int(n_pad), k=int(k_pad),
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(out_f32), accumulate=int(accumulate),
-        sb_per_row=int(sb_per_row), num_sms=int(num_sms or 0),
+        sb_per_row=int(sb_per_row), cluster=int(cfg.cluster), num_sms=int(num_sms or 0),
         smem_override=int(_smem_override))
 
 
@@ -130,21 +130,24 @@ KERNEL_IMPLS["fp8_gemm_nt"] = fp8_gemm_nt
 KERNEL_IMPLS["bf16_gemm_nt"] = bf16_gemm_nt
 
 
-def _dense_attrs(kernel, n, k, bm, bn, stages, *, out_f32=0, accumulate=0, sb_per_row=0):
+def _dense_attrs(kernel, n, k, bm, bn, stages, *, out_f32=0, accumulate=0, sb_per_row=0,
+                 cluster=1):
     return dict(kernel=kernel, n=n, k=k, block_m=bm, block_n=bn, stages=stages, band_n=16,
-                out_f32=out_f32, accumulate=accumulate, sb_per_row=sb_per_row, num_sms=0,
-                smem_override=0)
+                out_f32=out_f32, accumulate=accumulate, sb_per_row=sb_per_row, cluster=cluster,
+                num_sms=0, smem_override=0)
 
 
 #: One representative instance per kernel source and variant; the CPU tests
 #: compile each with NVRTC and read its SASS.
 SAMPLE_SPECS: list[dict] = [
     _dense_attrs("fp8_gemm_nt", 2112, 7168, 128, 112, 6),
-    _dense_attrs("fp8_gemm_nt", 4096, 7168, 64, 16, 12),
-    _dense_attrs("fp8_gemm_nt", 7168, 16384, 128, 192, 4),
+    _dense_attrs("fp8_gemm_nt", 4096, 7168, 64, 16, 12, cluster=4),
+    _dense_attrs("fp8_gemm_nt", 7168, 16384, 128, 192, 4, cluster=2),
+    _dense_attrs("fp8_gemm_nt", 7168, 16384, 256, 128, 3, cluster=2),
     _dense_attrs("fp8_gemm_nt", 4096, 7168, 128, 128, 4, out_f32=1, accumulate=1, sb_per_row=1),
     _dense_attrs("fp8_gemm_nt", 4096, 2048, 128, 160, 4, out_f32=1),
-    _dense_attrs("bf16_gemm_nt", 4096, 7168, 128, 256, 3),
+    _dense_attrs("bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
+    _dense_attrs("bf16_gemm_nt", 4096, 7168, 256, 128, 3),
     _dense_attrs("bf16_gemm_nt", 2112, 7168, 64, 64, 8, out_f32=1, accumulate=1),
 ]
 
@@ -153,4 +156,5 @@ def sample_spec_id(spec: dict) -> str:
     flags = "".join(f for f, on in (("f32", spec["out_f32"]), ("acc", spec["accumulate"]),
                                     ("row", spec["sb_per_row"])) if on)
     return (f"{spec['kernel']}-{spec['block_m']}x{spec['block_n']}x{spec['stages']}"
+            f"-c{spec['cluster']}"
             + (f"-{flags}" if flags else ""))

@@ -1,10 +1,11 @@
 // BF16 GEMM, D = A @ B^T (+ C): A [M, K], B [N, K] bfloat16, FP32 accumulation.
 //
-// Same skeleton as fp8_gemm_nt.cuh (persistent grid, TMA producer warpgroup,
-// 64-row math warpgroups, TMA-store epilogue) without scales: the wgmma
-// accumulators are the result, so each math warpgroup keeps one wgmma batch
-// in flight and releases a stage as soon as the batch after it is issued.
-// A stage holds 64 of K (128 bytes per row, the 128-byte swizzle atom).
+// Same skeleton as fp8_gemm_nt.cuh (persistent grid of clusters, TMA
+// producer warpgroup with A multicast, 64-row waves on one or two math
+// warpgroups, TMA-store epilogue) without scales: the wgmma accumulators are
+// the result, so each math warpgroup keeps one stage of wgmma in flight and
+// releases a stage as soon as the one after it is issued.  A stage holds 64
+// of K (128 bytes per row, the 128-byte swizzle atom).
 #pragma once
 
 #include "gemm_common.cuh"
@@ -13,61 +14,63 @@
 namespace jaxgemm {
 
 template <u32 SHAPE_N, u32 SHAPE_K, u32 BLOCK_M, u32 BLOCK_N, u32 kStages, bool kOutF32,
-          bool kAccumulate, u32 kBandN>
+          bool kAccumulate, u32 kBandN, u32 kCluster>
 __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     bf16_gemm_nt_kernel(const __grid_constant__ TmaDesc tm_a, const __grid_constant__ TmaDesc tm_b,
                         const __grid_constant__ TmaDesc tm_d, u32 m) {
   constexpr u32 BLOCK_K = 64;
   constexpr u32 kNumKBlocks = (SHAPE_K + BLOCK_K - 1) / BLOCK_K;
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
+  constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
   constexpr u32 kMathThreads = kMathWG * 128;
   constexpr auto kPlan =
       jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 2, kOutF32 ? 4 : 2, false);
   using Mma = WgmmaBf16<BLOCK_N>;
   using Store = TileStore<BLOCK_N, kOutF32, kAccumulate>;
-  static_assert(BLOCK_M == 64 || BLOCK_M == 128, "block M is 64 (one math warpgroup) or 128 (two)");
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
-  static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
+  static_assert(Store::kBytes * kMathWG * kWaves <= kPlan.d_tile, "output staging does not fit");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(!kAccumulate || kOutF32, "accumulation into C is FP32");
+  static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "cluster of 1, 2 or 4 CTAs");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   unsigned char* smem_d = smem;
   unsigned char* smem_a = smem_d + kPlan.d_tile;
   unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
-  u64* full = reinterpret_cast<u64*>(smem_b + kStages * kPlan.b_stage);
-  u64* empty = full + kStages;
+  u64* bars = reinterpret_cast<u64*>(smem_b + kStages * kPlan.b_stage);
+  const Ring<kStages, kCluster> ring{bars, bars + kStages};
 
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
+  const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
   if (tid == kMathThreads) {
     tma_prefetch_desc(&tm_a);
     tma_prefetch_desc(&tm_b);
     tma_prefetch_desc(&tm_d);
-#pragma unroll
-    for (u32 s = 0; s < kStages; ++s) {
-      mbar_init(&full[s], 1);
-      mbar_init(&empty[s], kMathWG * 4);
-    }
-    fence_barrier_init();
+    ring.init(kMathWG * 4);
   }
-  __syncthreads();
+  if constexpr (kCluster > 1)
+    cluster_sync();
+  else
+    __syncthreads();
 
-  const DenseScheduler<kBandN> sched(m, BLOCK_M, SHAPE_N, BLOCK_N);
+  const DenseScheduler<kBandN, kCluster> sched(m, BLOCK_M, SHAPE_N, BLOCK_N);
 
   if (wg == kMathWG) {
     warpgroup_reg_dealloc<40>();
     if (tid == kMathThreads) {
       constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage;
       u32 stage = 0, phase = 0;
-      for (u32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+      for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
         u32 mb, nb;
-        sched.tile(t, mb, nb);
+        sched.tile(t, rank, mb, nb);
         for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
-          mbar_wait(&empty[stage], phase ^ 1);
-          u64* bar = &full[stage];
-          tma_load_2d(smem_a + stage * kPlan.a_stage, &tm_a, bar, kb * BLOCK_K, mb * BLOCK_M);
+          mbar_wait(&ring.empty[stage], phase ^ 1);
+          u64* bar = &ring.full[stage];
+          load_a_stage<BLOCK_M, kCluster>(smem_a + stage * kPlan.a_stage, &tm_a, bar,
+                                          kb * BLOCK_K, mb * BLOCK_M, rank);
           tma_load_2d(smem_b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
           mbar_arrive_expect_tx(bar, kStageBytes);
           if (++stage == kStages) stage = 0, phase ^= 1;
@@ -78,38 +81,54 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
     const u32 wg_thread = tid % 128, lane = tid % 32;
     u32 stage = 0, phase = 0;
-    for (u32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+    for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
       u32 mb, nb;
-      sched.tile(t, mb, nb);
-      float acc[Mma::kNumAccum];
+      sched.tile(t, rank, mb, nb);
+      float acc[kWaves][Mma::kNumAccum];
       u32 prev_stage = 0;
       for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
-        mbar_wait(&full[stage], phase);
-        const u64 da = smem_desc_sw128(smem_a + stage * kPlan.a_stage + wg * 64 * 128);
+        mbar_wait(&ring.full[stage], phase);
         const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
 #pragma unroll
-        for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
+        for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[w][i]);
         wgmma_fence();
 #pragma unroll
-        for (u32 k = 0; k < BLOCK_K / 16; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, kb > 0 || k > 0);
+        for (u32 w = 0; w < kWaves; ++w) {
+          const u64 da =
+              smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
+#pragma unroll
+          for (u32 k = 0; k < BLOCK_K / 16; ++k)
+            Mma::mma(da + 2 * k, db + 2 * k, acc[w], kb > 0 || k > 0);
+        }
         wgmma_commit();
 #pragma unroll
-        for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-        // Keep this batch in flight; the previous one is done reading its stage.
+        for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[w][i]);
+        // Keep this stage's wgmma in flight; the previous stage is now free.
         wgmma_wait<1>();
-        if (kb > 0 && lane == 0) mbar_arrive(&empty[prev_stage]);
+        if (kb > 0) ring.release(prev_stage, lane);
         prev_stage = stage;
         if (++stage == kStages) stage = 0, phase ^= 1;
       }
       wgmma_wait<0>();
 #pragma unroll
-      for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-      if (lane == 0) mbar_arrive(&empty[prev_stage]);
-      Store::run(acc, smem_d + wg * Store::kBytes, &tm_d, mb * BLOCK_M + wg * 64, nb * BLOCK_N, m,
-                 wg_thread, 1 + wg);
+      for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+        for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[w][i]);
+      ring.release(prev_stage, lane);
+      Store::wait_staging_free(wg_thread, 1 + wg);
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w)
+        Store::run(acc[w], smem_d + (wg * kWaves + w) * Store::kBytes, &tm_d,
+                   mb * BLOCK_M + (wg * kWaves + w) * 64, nb * BLOCK_N, m, SHAPE_N, wg_thread,
+                   1 + wg);
     }
     Store::drain(wg_thread);
   }
+  if constexpr (kCluster > 1) cluster_sync();
 }
 
 }  // namespace jaxgemm

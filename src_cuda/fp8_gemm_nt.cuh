@@ -4,16 +4,17 @@
 // B [N, K] e4m3 with per-block scales sb [ceil(N/128), ceil(K/128)] (128x128)
 // or, with kSbPerRow, per-row scales given transposed as [ceil(K/128), N].
 //
-// Structure: a persistent grid of one CTA per SM walks output tiles.  Warp
-// group kMathWG (the last) is the producer: one thread streams A and B tiles
-// (and per-row B scales) into a kStages-deep shared-memory ring with TMA,
-// completing on "full" mbarriers.  The math warpgroups (64 rows of the tile
-// each) run FP8 wgmma over one 128-deep K block per stage into a fresh
-// accumulator, release the stage on its "empty" mbarrier, and promote the
-// partial sums into FP32 registers on the CUDA cores, multiplied by
-// sa[row] * sb[block]: the tensor cores' FP8 accumulator keeps only ~14
-// mantissa bits, so promoting every 128 of K keeps the error flat in K.
-// With two math warpgroups one promotes while the other's wgmma runs.
+// Structure: a persistent grid (of clusters of kCluster CTAs) walks output
+// tiles.  The last warpgroup is the producer: one thread streams A and B
+// tiles (and per-row B scales) into a kStages-deep shared-memory ring with
+// TMA; in a cluster each CTA loads a slice of the shared A tile and
+// multicasts it to its peers, which take neighbouring N blocks.  One or two
+// math warpgroups each own block_m / (64 * #warpgroups) 64-row waves of the
+// tile.  Per stage (128 of K) a wave runs FP8 wgmma into a fresh
+// accumulator and then promotes it into FP32 registers on the CUDA cores,
+// multiplied by sa[row] * sb: the tensor cores' FP8 accumulator keeps only
+// ~14 mantissa bits, so promoting every 128 of K keeps the error flat in K.
+// One warpgroup's promotion overlaps the other's wgmma.
 // Epilogue: BF16 (or FP32) through shared memory and TMA stores, or TMA
 // reduce-add into D (which XLA initialised with C) when accumulating.
 #pragma once
@@ -24,7 +25,7 @@
 namespace jaxgemm {
 
 template <u32 SHAPE_N, u32 SHAPE_K, u32 BLOCK_M, u32 BLOCK_N, u32 kStages, bool kOutF32,
-          bool kAccumulate, bool kSbPerRow, u32 kBandN>
+          bool kAccumulate, bool kSbPerRow, u32 kBandN, u32 kCluster>
 __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     fp8_gemm_nt_kernel(const __grid_constant__ TmaDesc tm_a, const __grid_constant__ TmaDesc tm_b,
                        const __grid_constant__ TmaDesc tm_d, const __grid_constant__ TmaDesc tm_sb,
@@ -33,19 +34,20 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kNumKBlocks = (SHAPE_K + BLOCK_K - 1) / BLOCK_K;
   constexpr u32 kNumNScaleBlocks = (SHAPE_N + 127) / 128;
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
+  constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
   constexpr u32 kMathThreads = kMathWG * 128;
   constexpr auto kPlan =
       jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1, kOutF32 ? 4 : 2, kSbPerRow);
   using Mma = WgmmaFp8<BLOCK_N>;
   using Store = TileStore<BLOCK_N, kOutF32, kAccumulate>;
-  static_assert(BLOCK_M == 64 || BLOCK_M == 128, "block M is 64 (one math warpgroup) or 128 (two)");
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
-  // A tile may straddle at most two 128-wide B scale blocks.
   static_assert(kSbPerRow || jaxgemm_plan::fits_two_scale_blocks(BLOCK_N),
                 "block N would straddle three B scale blocks");
-  static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
+  static_assert(Store::kBytes * kMathWG * kWaves <= kPlan.d_tile, "output staging does not fit");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(!kAccumulate || kOutF32, "accumulation into C is FP32");
+  static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "cluster of 1, 2 or 4 CTAs");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
@@ -53,26 +55,26 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   unsigned char* smem_a = smem_d + kPlan.d_tile;
   unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
   unsigned char* smem_sb = smem_b + kStages * kPlan.b_stage;
-  u64* full = reinterpret_cast<u64*>(smem_sb + kStages * kPlan.sb_stage);
-  u64* empty = full + kStages;
+  const Ring<kStages, kCluster> ring{reinterpret_cast<u64*>(smem_sb + kStages * kPlan.sb_stage),
+                                     reinterpret_cast<u64*>(smem_sb + kStages * kPlan.sb_stage) +
+                                         kStages};
 
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
+  const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
   if (tid == kMathThreads) {
     tma_prefetch_desc(&tm_a);
     tma_prefetch_desc(&tm_b);
     tma_prefetch_desc(&tm_d);
     if constexpr (kSbPerRow) tma_prefetch_desc(&tm_sb);
-#pragma unroll
-    for (u32 s = 0; s < kStages; ++s) {
-      mbar_init(&full[s], 1);
-      mbar_init(&empty[s], kMathWG * 4);  // one arrival per math warp
-    }
-    fence_barrier_init();
+    ring.init(kMathWG * 4);
   }
-  __syncthreads();
+  if constexpr (kCluster > 1)
+    cluster_sync();  // peers' barriers are initialised before anyone multicasts
+  else
+    __syncthreads();
 
-  const DenseScheduler<kBandN> sched(m, BLOCK_M, SHAPE_N, BLOCK_N);
+  const DenseScheduler<kBandN, kCluster> sched(m, BLOCK_M, SHAPE_N, BLOCK_N);
 
   if (wg == kMathWG) {
     // ---------------- producer warpgroup ----------------
@@ -80,13 +82,14 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     if (tid == kMathThreads) {
       constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage + (kSbPerRow ? BLOCK_N * 4 : 0);
       u32 stage = 0, phase = 0;
-      for (u32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+      for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
         u32 mb, nb;
-        sched.tile(t, mb, nb);
+        sched.tile(t, rank, mb, nb);
         for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
-          mbar_wait(&empty[stage], phase ^ 1);
-          u64* bar = &full[stage];
-          tma_load_2d(smem_a + stage * kPlan.a_stage, &tm_a, bar, kb * BLOCK_K, mb * BLOCK_M);
+          mbar_wait(&ring.empty[stage], phase ^ 1);
+          u64* bar = &ring.full[stage];
+          load_a_stage<BLOCK_M, kCluster>(smem_a + stage * kPlan.a_stage, &tm_a, bar,
+                                          kb * BLOCK_K, mb * BLOCK_M, rank);
           tma_load_2d(smem_b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
           if constexpr (kSbPerRow)
             tma_load_2d(smem_sb + stage * kPlan.sb_stage, &tm_sb, bar, nb * BLOCK_N, kb);
@@ -99,88 +102,123 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     // ---------------- math warpgroups ----------------
     warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
-    const u32 row_in_tile = wg * 64 + warp * 16 + lane / 4;
     const u32 q = lane % 4;
     u32 stage = 0, phase = 0;
-    for (u32 t = blockIdx.x; t < sched.num_tiles; t += gridDim.x) {
+    for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
       u32 mb, nb;
-      sched.tile(t, mb, nb);
-      const u32 row0 = mb * BLOCK_M + row_in_tile, row1 = row0 + 8;
-      const float* sa0 = sa + static_cast<u64>(row0) * kNumKBlocks;
-      const float* sa1 = sa + static_cast<u64>(row1) * kNumKBlocks;
-      const bool ok0 = row0 < m, ok1 = row1 < m;
+      sched.tile(t, rank, mb, nb);
+      const u32 n0 = nb * BLOCK_N;
+      const bool n_valid = n0 < SHAPE_N;
+      // Rows of this thread: wave w covers tile rows (wg * kWaves + w) * 64 + [0, 64).
+      const float* sa_row[kWaves][2];
+      bool row_ok[kWaves][2];
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w) {
+#pragma unroll
+        for (u32 h = 0; h < 2; ++h) {
+          const u32 row = mb * BLOCK_M + (wg * kWaves + w) * 64 + warp * 16 + lane / 4 + 8 * h;
+          row_ok[w][h] = row < m;
+          sa_row[w][h] = sa + static_cast<u64>(row) * kNumKBlocks;
+        }
+      }
       // Per-block B scales: columns before `boundary` use block sb_blk, the
       // rest (if any) block sb_blk + 1.
-      const u32 n0 = nb * BLOCK_N;
       const u32 sb_blk = n0 / 128;
       const u32 boundary = (sb_blk + 1) * 128 - n0;
-      const bool has_second = !kSbPerRow && boundary < BLOCK_N && sb_blk + 1 < kNumNScaleBlocks;
+      const bool has_first = !kSbPerRow && n_valid;
+      const bool has_second = has_first && boundary < BLOCK_N && sb_blk + 1 < kNumNScaleBlocks;
       const float* sbp0 = sb + sb_blk * kNumKBlocks;
       const float* sbp1 = sbp0 + kNumKBlocks;
 
-      float fin[Mma::kNumAccum];
+      float fin[kWaves][Mma::kNumAccum];
       float acc[Mma::kNumAccum];
 #pragma unroll
-      for (u32 i = 0; i < Mma::kNumAccum; ++i) fin[i] = 0.f;
+      for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+        for (u32 i = 0; i < Mma::kNumAccum; ++i) fin[w][i] = 0.f;
 
       // Scales are read one K block ahead so their latency hides behind wgmma.
-      float na0 = ok0 ? ld_global_nc_f32(sa0) : 0.f;
-      float na1 = ok1 ? ld_global_nc_f32(sa1) : 0.f;
-      float nb0 = kSbPerRow ? 1.f : ld_global_nc_f32(sbp0);
-      float nb1 = has_second ? ld_global_nc_f32(sbp1) : 0.f;
+      float nsa[kWaves][2];
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+        for (u32 h = 0; h < 2; ++h) nsa[w][h] = row_ok[w][h] ? ld_global_nc_f32(sa_row[w][h]) : 0.f;
+      float nsb0 = has_first ? ld_global_nc_f32(sbp0) : 0.f;
+      float nsb1 = has_second ? ld_global_nc_f32(sbp1) : 0.f;
       for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
-        const float a0 = na0, a1 = na1, b0 = nb0, b1 = nb1;
+        float csa[kWaves][2];
+#pragma unroll
+        for (u32 w = 0; w < kWaves; ++w) csa[w][0] = nsa[w][0], csa[w][1] = nsa[w][1];
+        const float b0 = nsb0, b1 = nsb1;
         if (kb + 1 < kNumKBlocks) {
-          if (ok0) na0 = ld_global_nc_f32(sa0 + kb + 1);
-          if (ok1) na1 = ld_global_nc_f32(sa1 + kb + 1);
-          if (!kSbPerRow) nb0 = ld_global_nc_f32(sbp0 + kb + 1);
-          if (has_second) nb1 = ld_global_nc_f32(sbp1 + kb + 1);
+#pragma unroll
+          for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+            for (u32 h = 0; h < 2; ++h)
+              if (row_ok[w][h]) nsa[w][h] = ld_global_nc_f32(sa_row[w][h] + kb + 1);
+          if (has_first) nsb0 = ld_global_nc_f32(sbp0 + kb + 1);
+          if (has_second) nsb1 = ld_global_nc_f32(sbp1 + kb + 1);
         }
-        mbar_wait(&full[stage], phase);
-        const u64 da = smem_desc_sw128(smem_a + stage * kPlan.a_stage + wg * 64 * 128);
+        mbar_wait(&ring.full[stage], phase);
         const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
+        const float* sbs = reinterpret_cast<const float*>(smem_sb + stage * kPlan.sb_stage);
 #pragma unroll
-        for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-        wgmma_fence();
+        for (u32 w = 0; w < kWaves; ++w) {
+          const u64 da =
+              smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
 #pragma unroll
-        for (u32 k = 0; k < BLOCK_K / 32; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, k > 0);
-        wgmma_commit();
+          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
+          wgmma_fence();
 #pragma unroll
-        for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-        wgmma_wait<0>();
+          for (u32 k = 0; k < BLOCK_K / 32; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, k > 0);
+          wgmma_commit();
+#pragma unroll
+          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
+          wgmma_wait<0>();
+          // The last wave is done with the stage's tiles (per-row B scales
+          // are still read below, so that variant releases after promoting).
+          if (!kSbPerRow && w == kWaves - 1) ring.release(stage, lane);
 
-        if constexpr (!kSbPerRow) {
-          if (lane == 0) mbar_arrive(&empty[stage]);
-          const float s00 = a0 * b0, s01 = a0 * b1, s10 = a1 * b0, s11 = a1 * b1;
+          const float a0 = csa[w][0], a1 = csa[w][1];
+          if constexpr (!kSbPerRow) {
+            const float s00 = a0 * b0, s01 = a0 * b1, s10 = a1 * b0, s11 = a1 * b1;
 #pragma unroll
-          for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-            const bool first = 8 * j < boundary;
-            const float t0 = first ? s00 : s01, t1 = first ? s10 : s11;
-            fin[4 * j + 0] += acc[4 * j + 0] * t0;
-            fin[4 * j + 1] += acc[4 * j + 1] * t0;
-            fin[4 * j + 2] += acc[4 * j + 2] * t1;
-            fin[4 * j + 3] += acc[4 * j + 3] * t1;
-          }
-        } else {
-          const float* sbs = reinterpret_cast<const float*>(smem_sb + stage * kPlan.sb_stage);
+            for (u32 j = 0; j < BLOCK_N / 8; ++j) {
+              const bool first = 8 * j < boundary;
+              const float t0 = first ? s00 : s01, t1 = first ? s10 : s11;
+              fin[w][4 * j + 0] += acc[4 * j + 0] * t0;
+              fin[w][4 * j + 1] += acc[4 * j + 1] * t0;
+              fin[w][4 * j + 2] += acc[4 * j + 2] * t1;
+              fin[w][4 * j + 3] += acc[4 * j + 3] * t1;
+            }
+          } else {
 #pragma unroll
-          for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-            const float2 bs = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
-            fin[4 * j + 0] += acc[4 * j + 0] * (a0 * bs.x);
-            fin[4 * j + 1] += acc[4 * j + 1] * (a0 * bs.y);
-            fin[4 * j + 2] += acc[4 * j + 2] * (a1 * bs.x);
-            fin[4 * j + 3] += acc[4 * j + 3] * (a1 * bs.y);
+            for (u32 j = 0; j < BLOCK_N / 8; ++j) {
+              const float2 bs = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
+              fin[w][4 * j + 0] += acc[4 * j + 0] * (a0 * bs.x);
+              fin[w][4 * j + 1] += acc[4 * j + 1] * (a0 * bs.y);
+              fin[w][4 * j + 2] += acc[4 * j + 2] * (a1 * bs.x);
+              fin[w][4 * j + 3] += acc[4 * j + 3] * (a1 * bs.y);
+            }
           }
+        }
+        if constexpr (kSbPerRow) {
           __syncwarp();
-          if (lane == 0) mbar_arrive(&empty[stage]);
+          ring.release(stage, lane);
         }
         if (++stage == kStages) stage = 0, phase ^= 1;
       }
-      Store::run(fin, smem_d + wg * Store::kBytes, &tm_d, mb * BLOCK_M + wg * 64, n0, m, wg_thread,
-                 1 + wg);
+      Store::wait_staging_free(wg_thread, 1 + wg);
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w)
+        Store::run(fin[w], smem_d + (wg * kWaves + w) * Store::kBytes, &tm_d,
+                   mb * BLOCK_M + (wg * kWaves + w) * 64, n0, m, SHAPE_N, wg_thread, 1 + wg);
     }
     Store::drain(wg_thread);
   }
+  // No CTA may leave while a peer can still multicast into it or arrive on
+  // its barriers.
+  if constexpr (kCluster > 1) cluster_sync();
 }
 
 }  // namespace jaxgemm

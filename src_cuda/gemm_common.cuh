@@ -1,6 +1,7 @@
 // Pieces shared by the GEMM kernels: the persistent tile scheduler, the
-// shared-memory carve-up, and the epilogue that stages a warpgroup's
-// accumulators in shared memory and writes them with TMA.
+// shared-memory pipeline ring (with 2/4-CTA cluster multicast of A), and the
+// epilogue that stages a warpgroup's accumulators in shared memory and
+// writes them with TMA.
 #pragma once
 
 #include "ptx.cuh"
@@ -8,27 +9,75 @@
 
 namespace jaxgemm {
 
-// Persistent tile order: tiles are numbered so that consecutive numbers share
-// an M block and walk N in bands of kBandN blocks; a wave of CTAs (which take
-// consecutive numbers) then touches few A and B tiles, which stay in L2.
-template <u32 kBandN>
+// Persistent tile order.  The unit of scheduling is a cluster tile: one M
+// block and kCluster consecutive N blocks (CTA rank r of the cluster takes
+// N block kCluster * g + r, and the cluster shares the A tile through TMA
+// multicast).  Units are numbered so that consecutive numbers share an M
+// block and walk N in bands of kBandN units: a wave of clusters touches few
+// A and B tiles, which stay in L2.
+template <u32 kBandN, u32 kCluster>
 struct DenseScheduler {
-  u32 num_m_blocks, num_n_blocks, num_tiles;
+  u32 num_m_blocks, num_n_blocks, num_n_groups, num_units;
   __device__ DenseScheduler(u32 m, u32 block_m, u32 n, u32 block_n) {
     num_m_blocks = (m + block_m - 1) / block_m;
     num_n_blocks = (n + block_n - 1) / block_n;
-    num_tiles = num_m_blocks * num_n_blocks;
+    num_n_groups = (num_n_blocks + kCluster - 1) / kCluster;
+    num_units = num_m_blocks * num_n_groups;
   }
-  __device__ __forceinline__ void tile(u32 t, u32& m_block, u32& n_block) const {
-    const u32 band_tiles = kBandN * num_m_blocks;
-    const u32 band = t / band_tiles;
-    const u32 first_n = band * kBandN;
-    const u32 width = min(kBandN, num_n_blocks - first_n);
-    const u32 r = t - band * band_tiles;
+  __device__ __forceinline__ static u32 first_unit() { return blockIdx.x / kCluster; }
+  __device__ __forceinline__ static u32 unit_stride() { return gridDim.x / kCluster; }
+  // N block may be past the last one (a cluster straddling the N edge): that
+  // CTA still loads and multicasts its share of A, and stores nothing.
+  __device__ __forceinline__ void tile(u32 t, u32 rank, u32& m_block, u32& n_block) const {
+    const u32 band_units = kBandN * num_m_blocks;
+    const u32 band = t / band_units;
+    const u32 first = band * kBandN;
+    const u32 width = min(kBandN, num_n_groups - first);
+    const u32 r = t - band * band_units;
     m_block = r / width;
-    n_block = first_n + r % width;
+    n_block = (first + r % width) * kCluster + rank;
   }
 };
+
+// The stage ring: "full" barriers (the producer's expected bytes, completed
+// by TMA) and "empty" barriers (one arrival per consumer warp of every CTA of
+// the cluster, since a multicast writes every CTA's copy of the stage).
+template <u32 kStages, u32 kCluster>
+struct Ring {
+  u64* full;
+  u64* empty;
+  __device__ __forceinline__ void init(u32 consumer_warps) const {
+#pragma unroll
+    for (u32 s = 0; s < kStages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], consumer_warps * kCluster);
+    }
+    fence_barrier_init();
+  }
+  // Called by every lane of a consumer warp once it is done with `stage`.
+  __device__ __forceinline__ void release(u32 stage, u32 lane) const {
+    if constexpr (kCluster == 1) {
+      if (lane == 0) mbar_arrive(&empty[stage]);
+    } else {
+      if (lane < kCluster) mbar_arrive_cluster(&empty[stage], lane);
+    }
+  }
+};
+
+// Loads one stage's A tile: the whole tile, or with a cluster this CTA's
+// 1/kCluster slice of its rows, multicast to every CTA of the cluster.
+template <u32 BLOCK_M, u32 kCluster>
+__device__ __forceinline__ void load_a_stage(unsigned char* dst, const TmaDesc* desc, u64* bar,
+                                             u32 k_coord, u32 m0, u32 rank) {
+  if constexpr (kCluster == 1) {
+    tma_load_2d(dst, desc, bar, k_coord, m0);
+  } else {
+    constexpr u32 kRows = BLOCK_M / kCluster;
+    static_assert(kRows % 8 == 0, "multicast slices must be whole 8-row swizzle atoms");
+    tma_load_2d_multicast(dst + rank * kRows * 128, desc, bar, k_coord, m0 + rank * kRows,
+                          static_cast<unsigned short>((1u << kCluster) - 1));
+  }
+}
 
 // Applies the TMA swizzle of a box whose rows are kRowBytes long (128/64/32;
 // 16 = none): the 16-byte chunk index is XORed with the row's low bits.
@@ -38,12 +87,13 @@ __device__ __forceinline__ u32 swizzle_offset(u32 offset) {
   return offset ^ (((offset >> 7) & kMask) << 4);
 }
 
-// Epilogue of one math warpgroup: its 64 x BLOCK_N accumulator block (wgmma
-// register layout) is converted, staged in shared memory and written to D at
-// (row0, col0) with one TMA store (or reduce-add) per column slab.  The wgmma
-// accumulator layout: acc[4j + {0,1}] = (row r, cols 8j + 2q + {0,1}) and
-// acc[4j + {2,3}] = (row r + 8, same cols), with r = 16 * warp + lane / 4 and
-// q = lane % 4.  TMA drops the parts of the box past M and N.
+// Epilogue of one 64-row wave of a math warpgroup: the 64 x BLOCK_N
+// accumulator block (wgmma register layout) is converted, staged in shared
+// memory and written to D at (row0, col0) with one TMA store (or reduce-add)
+// per column slab.  The wgmma accumulator layout: acc[4j + {0,1}] = (row r,
+// cols 8j + 2q + {0,1}) and acc[4j + {2,3}] = (row r + 8, same cols), with
+// r = 16 * warp + lane / 4 and q = lane % 4.  TMA drops the parts of the box
+// past M and N.
 template <u32 BLOCK_N, bool kOutF32, bool kReduceAdd>
 struct TileStore {
   static constexpr u32 kOutBytes = kOutF32 ? 4 : 2;
@@ -51,17 +101,21 @@ struct TileStore {
   static constexpr u32 kRowBytes = kSlabCols * kOutBytes;
   static constexpr u32 kNumSlabs = BLOCK_N / kSlabCols;
   static constexpr u32 kSlabBytes = 64 * kRowBytes;
-  static constexpr u32 kBytes = kNumSlabs * kSlabBytes;  // one warpgroup's staging area
+  static constexpr u32 kBytes = kNumSlabs * kSlabBytes;  // one wave's staging area
   static_assert(BLOCK_N % kSlabCols == 0, "block N must be a multiple of the store slab");
   static_assert(kSlabBytes % 1024 == 0, "slabs must keep the swizzle period aligned");
 
-  // `smem` is this warpgroup's staging area; `wg_thread` in [0, 128).
-  __device__ __forceinline__ static void run(const float* acc, unsigned char* smem,
-                                             const TmaDesc* desc_d, u32 row0, u32 col0, u32 m,
-                                             u32 wg_thread, u32 barrier_id) {
-    // The previous tile's store must be done reading the staging area.
+  // Before a warpgroup overwrites its staging areas, its previous tile's
+  // stores must be done reading them.
+  __device__ __forceinline__ static void wait_staging_free(u32 wg_thread, u32 barrier_id) {
     if (wg_thread == 0) tma_store_wait_read<0>();
     named_barrier_sync(barrier_id, 128);
+  }
+
+  // `smem` is this wave's staging area; `wg_thread` in [0, 128).
+  __device__ __forceinline__ static void run(const float* acc, unsigned char* smem,
+                                             const TmaDesc* desc_d, u32 row0, u32 col0, u32 m,
+                                             u32 n, u32 wg_thread, u32 barrier_id) {
     const u32 warp = wg_thread / 32, lane = wg_thread % 32;
     const u32 r = warp * 16 + lane / 4, q = lane % 4;
 #pragma unroll
@@ -80,9 +134,10 @@ struct TileStore {
     }
     fence_proxy_async_smem();
     named_barrier_sync(barrier_id, 128);
-    if (wg_thread == 0 && row0 < m) {
+    if (wg_thread == 0 && row0 < m && col0 < n) {
 #pragma unroll
       for (u32 s = 0; s < kNumSlabs; ++s) {
+        if (col0 + s * kSlabCols >= n) break;
         if constexpr (kReduceAdd)
           tma_reduce_add_2d(desc_d, smem + s * kSlabBytes, col0 + s * kSlabCols, row0);
         else

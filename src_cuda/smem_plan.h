@@ -74,8 +74,10 @@ JAXGEMM_HD constexpr bool fits_two_scale_blocks(unsigned block_n) {
   return block_n - gcd_with_128(block_n) <= 128;
 }
 
-// Math warpgroups of a config: one per 64 rows of the tile.
-JAXGEMM_HD constexpr unsigned math_warpgroups(unsigned block_m) { return block_m / 64; }
+// Math warpgroups of a config: one for a 64-row tile, else two, each taking
+// block_m / 128 consecutive 64-row "waves" of the tile (block_m 256: two).
+JAXGEMM_HD constexpr unsigned math_warpgroups(unsigned block_m) { return block_m <= 64 ? 1 : 2; }
+JAXGEMM_HD constexpr unsigned m_waves(unsigned block_m) { return block_m / (64 * math_warpgroups(block_m)); }
 JAXGEMM_HD constexpr unsigned gemm_threads(unsigned block_m) { return 128 * (math_warpgroups(block_m) + 1); }
 
 }  // namespace jaxgemm_plan

@@ -129,14 +129,19 @@ def test_several_sizes_in_one_program():
         _check(out, _ref_dense(qa, qb))
 
 
-@pytest.mark.parametrize("bm,bn", [(64, 16), (64, 48), (64, 112), (64, 192), (128, 32),
-                                   (128, 96), (128, 128), (128, 144), (128, 160), (128, 192)])
-def test_fp8_configs(bm, bn):
-    # Every tile shape the heuristic can pick, on an unaligned problem.
+FP8_CONFIGS = [(64, 16, 1), (64, 48, 2), (64, 112, 1), (64, 192, 4), (128, 32, 4), (128, 96, 1),
+               (128, 128, 2), (128, 144, 1), (128, 160, 2), (128, 192, 1), (256, 64, 1),
+               (256, 112, 2), (256, 128, 2), (64, 16, 4)]
+
+
+@pytest.mark.parametrize("bm,bn,cluster", FP8_CONFIGS)
+def test_fp8_configs(bm, bn, cluster):
+    # Every tile shape and cluster the heuristic can pick, on an unaligned
+    # problem whose N blocks do not divide evenly among the cluster.
     m, n, k = 389, 1000, 1408
     qa, qb = _fp8_operands(m, n, k)
     stages = _config._max_stages(bm, bn, 1, 2, False)
-    with _kernels.force_config(_config.GemmConfig(bm, bn, min(stages, 6))):
+    with _kernels.force_config(_config.GemmConfig(bm, bn, min(stages, 6), cluster)):
         out = jax.jit(lambda a, b: jaxgemm.fp8_gemm_nt(a, b))(qa, qb)
     _check(out, _ref_dense(qa, qb))
 
@@ -158,13 +163,14 @@ def test_bf16_gemm_nt(m, n, k, accumulate):
         _check(out, ref)
 
 
-@pytest.mark.parametrize("bm,bn", [(64, 64), (128, 256), (128, 200), (64, 24)])
-def test_bf16_configs(bm, bn):
+@pytest.mark.parametrize("bm,bn,cluster", [(64, 64, 1), (128, 256, 2), (128, 200, 1), (64, 24, 4),
+                                           (256, 128, 2), (256, 96, 1)])
+def test_bf16_configs(bm, bn, cluster):
     m, n, k = 300, 1000, 520
     a = jnp.asarray(_rng.standard_normal((m, k), np.float32)).astype(jnp.bfloat16)
     b = jnp.asarray(_rng.standard_normal((n, k), np.float32)).astype(jnp.bfloat16)
     stages = _config._max_stages(bm, bn, 2, 2, False)
-    with _kernels.force_config(_config.GemmConfig(bm, bn, min(stages, 5))):
+    with _kernels.force_config(_config.GemmConfig(bm, bn, min(stages, 5), cluster)):
         out = jax.jit(lambda a, b: jaxgemm.bf16_gemm_nt(a, b))(a, b)
     _check(out, np.asarray(a, np.float64) @ np.asarray(b, np.float64).T)
 

@@ -1,0 +1,27 @@
+#!/bin/bash
+# One device session: build, smoke, GPU tests, then the steps named in $@
+# (sweep, bench, bench-full, sanitize).  Logs go to $OUT.
+set -o pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,driver_version --format=csv,noheader
+(CXX=/usr/bin/g++ CC=/usr/bin/gcc python3 -m pip install --no-build-isolation --no-deps -e . \
+  > "$OUT/build.log" 2>&1) || { tail -30 "$OUT/build.log"; exit 1; }
+echo "== build ok"
+export JAXGEMM_RESULTS_DIR="$OUT"
+for step in "$@"; do
+  echo "== $step"
+  case "$step" in
+    smoke) timeout 120 python3 tools/gpu_smoke.py 2>&1 | grep -v "^WARNING" | tee "$OUT/smoke.log" | tail -8 ;;
+    tests) timeout 400 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
+    sweep) timeout 420 python3 benchmarks/sweep_dense.py --top ${SWEEP_TOP:-8} ${SWEEP_ARGS} 2>&1 | tee "$OUT/sweep.log" | grep -v "^WARNING" | tail -40 ;;
+    bench) timeout 300 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench.log" | grep -v "^WARNING\|^  " | tail -60 ;;
+    sanitize)
+      for tool in memcheck racecheck; do
+        timeout 240 /usr/local/cuda/bin/compute-sanitizer --tool $tool --kernel-name kns=gemm_nt_kernel \
+          python3 tools/sanitize_dense.py > "$OUT/sanitize_$tool.log" 2>&1
+        echo "$tool rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sweep done" "$OUT/sanitize_$tool.log" | tail -3
+      done ;;
+  esac
+done

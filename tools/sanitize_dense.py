@@ -1,0 +1,29 @@
+"""A small sweep of dense kernel configs for compute-sanitizer (memcheck, racecheck).
+
+    compute-sanitizer --tool memcheck --kernel-name kns=gemm_nt_kernel python3 tools/sanitize_dense.py
+"""
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+
+import jaxgemm
+from jaxgemm import _config, _kernels
+
+CONFIGS = [(64, 16, 4, 1), (64, 48, 4, 2), (128, 96, 4, 1), (128, 128, 3, 2), (256, 64, 3, 2)]
+for (m, n, k) in [(1, 8, 128), (77, 136, 384), (200, 264, 640)]:
+    a = jax.random.normal(jax.random.PRNGKey(m), (m, k))
+    b = jax.random.normal(jax.random.PRNGKey(n), (n, k))
+    qa, qb = jaxgemm.per_token_cast_to_fp8(a), jaxgemm.per_block_cast_to_fp8(b)
+    qbr = jaxgemm.per_token_cast_to_fp8(b)
+    c = jax.random.normal(jax.random.PRNGKey(k), (m, n))
+    ref = np.asarray(jaxgemm.dequantize(*qa), np.float64) @ np.asarray(jaxgemm.dequantize(*qb), np.float64).T
+    for bm, bn, st, cl in CONFIGS:
+        with _kernels.force_config(_config.GemmConfig(bm, bn, st, cl)):
+            out = jax.jit(lambda x, y: jaxgemm.fp8_gemm_nt(x, y))(qa, qb)
+            out2 = jax.jit(lambda x, y, z: jaxgemm.fp8_gemm_nt(x, y, c=z))(qa, qbr, c)
+            out3 = jax.jit(jaxgemm.bf16_gemm_nt)(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))
+            jax.block_until_ready((out, out2, out3))
+        err = np.abs(np.asarray(out, np.float64) - ref).max() / (np.abs(ref).max() + 1e-9)
+        print(f"{m}x{n}x{k} {bm}x{bn}x{st} c{cl}: rel err {err:.2e}", flush=True)
+print("sanitize sweep done")
