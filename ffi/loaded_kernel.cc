@@ -1,5 +1,7 @@
 #include "loaded_kernel.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 namespace jaxgemm {
@@ -89,7 +91,13 @@ bool LoadedKernel::prepare_current_device(DeviceInfo* info, std::string* error) 
     CUresult occ = drv_->cuOccupancyMaxActiveClusters(&clusters, fn, &cfg);
     if (occ == CUDA_SUCCESS && clusters > 0) d.max_active_clusters = clusters;
   }
+  if (const char* cap = std::getenv("JAXGEMM_DEBUG_MAX_CLUSTERS"))  // experiments only
+    d.max_active_clusters = std::atoi(cap);
   if (d.max_active_clusters < 1) d.max_active_clusters = 1;
+  if (jit_settings().debug)
+    std::fprintf(stderr, "[jaxgemm] %s on device %d: %d SMs, %d resident clusters of %u\n",
+                 bin_.lowered_name.c_str(), static_cast<int>(dev), sms, d.max_active_clusters,
+                 cluster_);
   devices_.push_back(d);
   *info = d;
   return true;

@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   using Store = TileStore<BLOCK_N, kOutF32, kAccumulate>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
-  static_assert(Store::kBytes * kMathWG * kWaves <= kPlan.d_tile, "output staging does not fit");
+  static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(!kAccumulate || kOutF32, "accumulation into C is FP32");
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "cluster of 1, 2 or 4 CTAs");
@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   } else {
     warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
     const u32 wg_thread = tid % 128, lane = tid % 32;
-    u32 stage = 0, phase = 0;
+    u32 stage = 0, phase = 0, store_seq = 0;
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
       u32 mb, nb;
       sched.tile(t, rank, mb, nb);
@@ -119,12 +119,11 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 #pragma unroll
         for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[w][i]);
       ring.release(prev_stage, lane);
-      Store::wait_staging_free(wg_thread, 1 + wg);
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
-        Store::run(acc[w], smem_d + (wg * kWaves + w) * Store::kBytes, &tm_d,
+        Store::run(acc[w], smem_d + wg * Store::kBytes, &tm_d,
                    mb * BLOCK_M + (wg * kWaves + w) * 64, nb * BLOCK_N, m, SHAPE_N, wg_thread,
-                   1 + wg);
+                   1 + wg, store_seq);
     }
     Store::drain(wg_thread);
   }

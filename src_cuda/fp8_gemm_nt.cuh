@@ -8,7 +8,10 @@
 // tiles.  The last warpgroup is the producer: one thread streams A and B
 // tiles (and per-row B scales) into a kStages-deep shared-memory ring with
 // TMA; in a cluster each CTA loads a slice of the shared A tile and
-// multicasts it to its peers, which take neighbouring N blocks.  One or two
+// multicasts it to its peers, which take neighbouring N blocks.  A second
+// producer warp copies each stage's scales (the tile rows' A scales and the
+// tile's B block scales) into the stage, so the math warpgroups never wait
+// on global memory.  One or two
 // math warpgroups each own block_m / (64 * #warpgroups) 64-row waves of the
 // tile.  Per stage (128 of K) a wave runs FP8 wgmma into a fresh
 // accumulator and then promotes it into FP32 registers on the CUDA cores,
@@ -44,7 +47,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
   static_assert(kSbPerRow || jaxgemm_plan::fits_two_scale_blocks(BLOCK_N),
                 "block N would straddle three B scale blocks");
-  static_assert(Store::kBytes * kMathWG * kWaves <= kPlan.d_tile, "output staging does not fit");
+  static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(!kAccumulate || kOutF32, "accumulation into C is FP32");
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "cluster of 1, 2 or 4 CTAs");
@@ -55,9 +58,9 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   unsigned char* smem_a = smem_d + kPlan.d_tile;
   unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
   unsigned char* smem_sb = smem_b + kStages * kPlan.b_stage;
-  const Ring<kStages, kCluster> ring{reinterpret_cast<u64*>(smem_sb + kStages * kPlan.sb_stage),
-                                     reinterpret_cast<u64*>(smem_sb + kStages * kPlan.sb_stage) +
-                                         kStages};
+  unsigned char* smem_sf = smem_sb + kStages * kPlan.sb_stage;
+  u64* bars = reinterpret_cast<u64*>(smem_sf + kStages * kPlan.sf_stage);
+  const Ring<kStages, kCluster> ring{bars, bars + kStages};
 
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
@@ -67,7 +70,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     tma_prefetch_desc(&tm_b);
     tma_prefetch_desc(&tm_d);
     if constexpr (kSbPerRow) tma_prefetch_desc(&tm_sb);
-    ring.init(kMathWG * 4);
+    // Full: the TMA thread's expect-tx arrival and the scale loader's arrival.
+    ring.init(kMathWG * 4, 2);
   }
   if constexpr (kCluster > 1)
     cluster_sync();  // peers' barriers are initialised before anyone multicasts
@@ -79,7 +83,9 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   if (wg == kMathWG) {
     // ---------------- producer warpgroup ----------------
     warpgroup_reg_dealloc<40>();
-    if (tid == kMathThreads) {
+    const u32 ptid = tid - kMathThreads;
+    if (ptid == 0) {
+      // TMA: A (a multicast slice in a cluster), B, per-row B scales.
       constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage + (kSbPerRow ? BLOCK_N * 4 : 0);
       u32 stage = 0, phase = 0;
       for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
@@ -97,38 +103,53 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
       }
+    } else if (ptid >= 32 && ptid < 64) {
+      // Scale loader: sf[r] = sa[m0 + r, kb] for the tile's rows (0 past M),
+      // then the tile's two B block scales (per-block B scales only).
+      const u32 lane = ptid - 32;
+      u32 stage = 0, phase = 0;
+      for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
+        u32 mb, nb;
+        sched.tile(t, rank, mb, nb);
+        const u32 n0 = nb * BLOCK_N;
+        const u32 sb_blk = n0 / 128;
+        const bool has_first = !kSbPerRow && n0 < SHAPE_N;
+        const bool has_second = has_first && (sb_blk + 1) * 128 - n0 < BLOCK_N &&
+                                sb_blk + 1 < kNumNScaleBlocks;
+        for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
+          float v[BLOCK_M / 32];
+#pragma unroll
+          for (u32 i = 0; i < BLOCK_M / 32; ++i) {
+            const u32 row = mb * BLOCK_M + i * 32 + lane;
+            v[i] = row < m ? ld_global_nc_f32(sa + static_cast<u64>(row) * kNumKBlocks + kb) : 0.f;
+          }
+          float b = 0.f;
+          if (lane == 0 && has_first) b = ld_global_nc_f32(sb + sb_blk * kNumKBlocks + kb);
+          if (lane == 1 && has_second) b = ld_global_nc_f32(sb + (sb_blk + 1) * kNumKBlocks + kb);
+          mbar_wait(&ring.empty[stage], phase ^ 1);
+          float* sf = reinterpret_cast<float*>(smem_sf + stage * kPlan.sf_stage);
+#pragma unroll
+          for (u32 i = 0; i < BLOCK_M / 32; ++i) st_shared_f32(sf + i * 32 + lane, v[i]);
+          if (lane < 2) st_shared_f32(sf + BLOCK_M + lane, b);
+          __syncwarp();
+          if (lane == 0) mbar_arrive(&ring.full[stage]);
+          if (++stage == kStages) stage = 0, phase ^= 1;
+        }
+      }
     }
   } else {
     // ---------------- math warpgroups ----------------
     warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
     const u32 q = lane % 4;
-    u32 stage = 0, phase = 0;
+    u32 stage = 0, phase = 0, store_seq = 0;
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
       u32 mb, nb;
       sched.tile(t, rank, mb, nb);
       const u32 n0 = nb * BLOCK_N;
-      const bool n_valid = n0 < SHAPE_N;
-      // Rows of this thread: wave w covers tile rows (wg * kWaves + w) * 64 + [0, 64).
-      const float* sa_row[kWaves][2];
-      bool row_ok[kWaves][2];
-#pragma unroll
-      for (u32 w = 0; w < kWaves; ++w) {
-#pragma unroll
-        for (u32 h = 0; h < 2; ++h) {
-          const u32 row = mb * BLOCK_M + (wg * kWaves + w) * 64 + warp * 16 + lane / 4 + 8 * h;
-          row_ok[w][h] = row < m;
-          sa_row[w][h] = sa + static_cast<u64>(row) * kNumKBlocks;
-        }
-      }
-      // Per-block B scales: columns before `boundary` use block sb_blk, the
-      // rest (if any) block sb_blk + 1.
-      const u32 sb_blk = n0 / 128;
-      const u32 boundary = (sb_blk + 1) * 128 - n0;
-      const bool has_first = !kSbPerRow && n_valid;
-      const bool has_second = has_first && boundary < BLOCK_N && sb_blk + 1 < kNumNScaleBlocks;
-      const float* sbp0 = sb + sb_blk * kNumKBlocks;
-      const float* sbp1 = sbp0 + kNumKBlocks;
+      // Per-block B scales: columns before `boundary` use the stage's first
+      // B scale, the rest (if any) its second.
+      const u32 boundary = (n0 / 128 + 1) * 128 - n0;
 
       float fin[kWaves][Mma::kNumAccum];
       float acc[Mma::kNumAccum];
@@ -137,31 +158,19 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 #pragma unroll
         for (u32 i = 0; i < Mma::kNumAccum; ++i) fin[w][i] = 0.f;
 
-      // Scales are read one K block ahead so their latency hides behind wgmma.
-      float nsa[kWaves][2];
-#pragma unroll
-      for (u32 w = 0; w < kWaves; ++w)
-#pragma unroll
-        for (u32 h = 0; h < 2; ++h) nsa[w][h] = row_ok[w][h] ? ld_global_nc_f32(sa_row[w][h]) : 0.f;
-      float nsb0 = has_first ? ld_global_nc_f32(sbp0) : 0.f;
-      float nsb1 = has_second ? ld_global_nc_f32(sbp1) : 0.f;
       for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
-        float csa[kWaves][2];
-#pragma unroll
-        for (u32 w = 0; w < kWaves; ++w) csa[w][0] = nsa[w][0], csa[w][1] = nsa[w][1];
-        const float b0 = nsb0, b1 = nsb1;
-        if (kb + 1 < kNumKBlocks) {
-#pragma unroll
-          for (u32 w = 0; w < kWaves; ++w)
-#pragma unroll
-            for (u32 h = 0; h < 2; ++h)
-              if (row_ok[w][h]) nsa[w][h] = ld_global_nc_f32(sa_row[w][h] + kb + 1);
-          if (has_first) nsb0 = ld_global_nc_f32(sbp0 + kb + 1);
-          if (has_second) nsb1 = ld_global_nc_f32(sbp1 + kb + 1);
-        }
         mbar_wait(&ring.full[stage], phase);
         const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
         const float* sbs = reinterpret_cast<const float*>(smem_sb + stage * kPlan.sb_stage);
+        const float* sfs = reinterpret_cast<const float*>(smem_sf + stage * kPlan.sf_stage);
+        const float b0 = sfs[BLOCK_M], b1 = sfs[BLOCK_M + 1];
+        float a_scale[kWaves][2];
+#pragma unroll
+        for (u32 w = 0; w < kWaves; ++w) {
+          const u32 r = (wg * kWaves + w) * 64 + warp * 16 + lane / 4;
+          a_scale[w][0] = sfs[r];
+          a_scale[w][1] = sfs[r + 8];
+        }
 #pragma unroll
         for (u32 w = 0; w < kWaves; ++w) {
           const u64 da =
@@ -179,7 +188,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
           // are still read below, so that variant releases after promoting).
           if (!kSbPerRow && w == kWaves - 1) ring.release(stage, lane);
 
-          const float a0 = csa[w][0], a1 = csa[w][1];
+          const float a0 = a_scale[w][0], a1 = a_scale[w][1];
           if constexpr (!kSbPerRow) {
             const float s00 = a0 * b0, s01 = a0 * b1, s10 = a1 * b0, s11 = a1 * b1;
 #pragma unroll
@@ -208,11 +217,11 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         }
         if (++stage == kStages) stage = 0, phase ^= 1;
       }
-      Store::wait_staging_free(wg_thread, 1 + wg);
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
-        Store::run(fin[w], smem_d + (wg * kWaves + w) * Store::kBytes, &tm_d,
-                   mb * BLOCK_M + (wg * kWaves + w) * 64, n0, m, SHAPE_N, wg_thread, 1 + wg);
+        Store::run(fin[w], smem_d + wg * Store::kBytes, &tm_d,
+                   mb * BLOCK_M + (wg * kWaves + w) * 64, n0, m, SHAPE_N, wg_thread, 1 + wg,
+                   store_seq);
     }
     Store::drain(wg_thread);
   }

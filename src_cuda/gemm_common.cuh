@@ -46,10 +46,10 @@ template <u32 kStages, u32 kCluster>
 struct Ring {
   u64* full;
   u64* empty;
-  __device__ __forceinline__ void init(u32 consumer_warps) const {
+  __device__ __forceinline__ void init(u32 consumer_warps, u32 producers = 1) const {
 #pragma unroll
     for (u32 s = 0; s < kStages; ++s) {
-      mbar_init(&full[s], 1);
+      mbar_init(&full[s], producers);
       mbar_init(&empty[s], consumer_warps * kCluster);
     }
     fence_barrier_init();
@@ -87,13 +87,16 @@ __device__ __forceinline__ u32 swizzle_offset(u32 offset) {
   return offset ^ (((offset >> 7) & kMask) << 4);
 }
 
-// Epilogue of one 64-row wave of a math warpgroup: the 64 x BLOCK_N
-// accumulator block (wgmma register layout) is converted, staged in shared
-// memory and written to D at (row0, col0) with one TMA store (or reduce-add)
-// per column slab.  The wgmma accumulator layout: acc[4j + {0,1}] = (row r,
-// cols 8j + 2q + {0,1}) and acc[4j + {2,3}] = (row r + 8, same cols), with
-// r = 16 * warp + lane / 4 and q = lane % 4.  TMA drops the parts of the box
-// past M and N.
+// Epilogue of the math warpgroups.  A 64 x BLOCK_N accumulator block (one
+// wave, wgmma register layout) is converted and written to D at (row0,
+// col0) one column slab at a time: the slab goes into the next buffer of
+// the warpgroup's staging ring (TMA-swizzled), and one thread issues a TMA
+// store (or reduce-add) of it.  A buffer is rewritten only after the store
+// that last read it is done reading, so stores overlap the next slabs, the
+// next tile's main loop, and each other.  TMA drops the parts of a box past
+// M and N.  The wgmma accumulator layout: acc[4j + {0,1}] = (row r, cols
+// 8j + 2q + {0,1}) and acc[4j + {2,3}] = (row r + 8, same cols), with
+// r = 16 * warp + lane / 4 and q = lane % 4.
 template <u32 BLOCK_N, bool kOutF32, bool kReduceAdd>
 struct TileStore {
   static constexpr u32 kOutBytes = kOutF32 ? 4 : 2;
@@ -101,49 +104,50 @@ struct TileStore {
   static constexpr u32 kRowBytes = kSlabCols * kOutBytes;
   static constexpr u32 kNumSlabs = BLOCK_N / kSlabCols;
   static constexpr u32 kSlabBytes = 64 * kRowBytes;
-  static constexpr u32 kBytes = kNumSlabs * kSlabBytes;  // one wave's staging area
+  static constexpr u32 kRing = jaxgemm_plan::store_ring_slabs(BLOCK_N, kOutBytes);
+  static constexpr u32 kBytes = kRing * kSlabBytes;  // one warpgroup's staging ring
   static_assert(BLOCK_N % kSlabCols == 0, "block N must be a multiple of the store slab");
   static_assert(kSlabBytes % 1024 == 0, "slabs must keep the swizzle period aligned");
 
-  // Before a warpgroup overwrites its staging areas, its previous tile's
-  // stores must be done reading them.
-  __device__ __forceinline__ static void wait_staging_free(u32 wg_thread, u32 barrier_id) {
-    if (wg_thread == 0) tma_store_wait_read<0>();
-    named_barrier_sync(barrier_id, 128);
-  }
-
-  // `smem` is this wave's staging area; `wg_thread` in [0, 128).
-  __device__ __forceinline__ static void run(const float* acc, unsigned char* smem,
+  // `ring` is this warpgroup's staging ring; `seq` counts the slabs this
+  // warpgroup has staged so far (kept across tiles); `wg_thread` in [0, 128).
+  __device__ __forceinline__ static void run(const float* acc, unsigned char* ring,
                                              const TmaDesc* desc_d, u32 row0, u32 col0, u32 m,
-                                             u32 n, u32 wg_thread, u32 barrier_id) {
+                                             u32 n, u32 wg_thread, u32 barrier_id, u32& seq) {
     const u32 warp = wg_thread / 32, lane = wg_thread % 32;
     const u32 r = warp * 16 + lane / 4, q = lane % 4;
 #pragma unroll
-    for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-      const u32 col = 8 * j + 2 * q;
-      unsigned char* slab = smem + (col / kSlabCols) * kSlabBytes;
-      const u32 c = col % kSlabCols;
-#pragma unroll
-      for (u32 h = 0; h < 2; ++h) {
-        const u32 off = swizzle_offset<kRowBytes>((r + 8 * h) * kRowBytes + c * kOutBytes);
-        if constexpr (kOutF32)
-          st_shared_f32x2(slab + off, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-        else
-          st_shared_u32(slab + off, pack_bf16x2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+    for (u32 s = 0; s < kNumSlabs; ++s, ++seq) {
+      unsigned char* buf = ring + (seq % kRing) * kSlabBytes;
+      if (seq >= kRing) {
+        // The store issued kRing slabs ago read this buffer: wait for it.
+        if (wg_thread == 0) tma_store_wait_read<kRing - 1>();
+        named_barrier_sync(barrier_id, 128);
       }
-    }
-    fence_proxy_async_smem();
-    named_barrier_sync(barrier_id, 128);
-    if (wg_thread == 0 && row0 < m && col0 < n) {
 #pragma unroll
-      for (u32 s = 0; s < kNumSlabs; ++s) {
-        if (col0 + s * kSlabCols >= n) break;
-        if constexpr (kReduceAdd)
-          tma_reduce_add_2d(desc_d, smem + s * kSlabBytes, col0 + s * kSlabCols, row0);
-        else
-          tma_store_2d(desc_d, smem + s * kSlabBytes, col0 + s * kSlabCols, row0);
+      for (u32 j = s * kSlabCols / 8; j < (s + 1) * kSlabCols / 8; ++j) {
+        const u32 c = 8 * j + 2 * q - s * kSlabCols;
+#pragma unroll
+        for (u32 h = 0; h < 2; ++h) {
+          const u32 off = swizzle_offset<kRowBytes>((r + 8 * h) * kRowBytes + c * kOutBytes);
+          if constexpr (kOutF32)
+            st_shared_f32x2(buf + off, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+          else
+            st_shared_u32(buf + off, pack_bf16x2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+        }
       }
-      tma_store_commit();
+      fence_proxy_async_smem();
+      named_barrier_sync(barrier_id, 128);
+      if (wg_thread == 0) {
+        const u32 col = col0 + s * kSlabCols;
+        if (row0 < m && col < n) {
+          if constexpr (kReduceAdd)
+            tma_reduce_add_2d(desc_d, buf, col, row0);
+          else
+            tma_store_2d(desc_d, buf, col, row0);
+        }
+        tma_store_commit();  // one group per slab, empty or not: keeps the count exact
+      }
     }
   }
 

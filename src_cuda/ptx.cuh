@@ -56,12 +56,14 @@ __device__ __forceinline__ u32 cluster_ctarank() {
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
-// Arrives on the mbarrier at the same shared-memory offset in CTA `cta` of the cluster.
+// Arrives on the mbarrier at the same shared-memory offset in CTA `cta` of
+// the cluster.  Default (CTA-scope release) semantics: a cluster-scope
+// release would first wait for every memory access the thread has in flight.
 __device__ __forceinline__ void mbar_arrive_cluster(u64* bar, u32 cta) {
   asm volatile(
       "{\n.reg .b32 remote;\n"
       "mapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}" ::"r"(smem_addr(bar)),
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}" ::"r"(smem_addr(bar)),
       "r"(cta)
       : "memory");
 }
@@ -173,6 +175,9 @@ __device__ __forceinline__ float ld_global_nc_f32(const float* p) {
   float v;
   asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(v) : "l"(p));
   return v;
+}
+__device__ __forceinline__ void st_shared_f32(void* p, float v) {
+  asm volatile("st.shared.f32 [%0], %1;" ::"r"(smem_addr(p)), "f"(v) : "memory");
 }
 
 }  // namespace jaxgemm

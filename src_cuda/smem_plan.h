@@ -28,30 +28,18 @@ JAXGEMM_HD constexpr unsigned align_up(unsigned x, unsigned a) { return (x + a -
 // B tile [block_n, block_k] (128B-swizzled, 1024-byte aligned), optionally a
 // per-row B scale vector; then the output staging tile, then 2 mbarriers per
 // stage.  `in_bytes` is 1 for FP8, 2 for BF16 (BF16 stages take half the K).
-struct GemmSmemPlan {
-  unsigned a_stage, b_stage, sb_stage, stage, d_tile, barriers, total;
-};
-
-JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned block_n, unsigned stages,
-                                      unsigned in_bytes, unsigned out_bytes,
-                                      bool sb_per_row) {
-  GemmSmemPlan p{};
-  const unsigned stage_k_bytes = 128;  // one 128-byte swizzle row of K per stage
-  (void)in_bytes;
-  p.a_stage = block_m * stage_k_bytes;
-  p.b_stage = block_n * stage_k_bytes;
-  p.sb_stage = sb_per_row ? align_up(block_n * 4, 128) : 0;
-  p.stage = p.a_stage + p.b_stage + p.sb_stage;
-  p.d_tile = align_up(block_m * block_n * out_bytes, 1024);
-  p.barriers = stages * 2 * 8;
-  // 1024 bytes of slack: the kernel aligns the dynamic smem base to 1024.
-  p.total = 1024 + p.d_tile + stages * p.stage + p.barriers;
-  return p;
-}
+// Math warpgroups of a config: one for a 64-row tile, else two, each taking
+// block_m / 128 consecutive 64-row "waves" of the tile (block_m 256: two).
+JAXGEMM_HD constexpr unsigned math_warpgroups(unsigned block_m) { return block_m <= 64 ? 1 : 2; }
+JAXGEMM_HD constexpr unsigned m_waves(unsigned block_m) { return block_m / (64 * math_warpgroups(block_m)); }
+JAXGEMM_HD constexpr unsigned gemm_threads(unsigned block_m) { return 128 * (math_warpgroups(block_m) + 1); }
 
 // The output tile is staged in shared memory as column slabs that one TMA
 // store each writes back: a slab is `store_slab_cols` columns wide (at most
-// 128 bytes, the widest swizzled box) and holds 64 rows (one math warpgroup).
+// 128 bytes, the widest swizzled box) and holds 64 rows (one wave of a math
+// warpgroup).  A warpgroup cycles through a ring of `store_ring_slabs`
+// slab buffers, so staging costs 16 KiB per warpgroup at most instead of a
+// whole tile, and the freed shared memory goes to pipeline stages.
 // The slab's row size in bytes is also its TMA swizzle mode (128/64/32 B;
 // 16 B means no swizzle).  Host and kernel both read it from here.
 JAXGEMM_HD constexpr unsigned store_slab_cols(unsigned block_n, unsigned out_bytes) {
@@ -64,6 +52,36 @@ JAXGEMM_HD constexpr unsigned store_slab_bytes_per_row(unsigned block_n, unsigne
   return store_slab_cols(block_n, out_bytes) * out_bytes;
 }
 
+JAXGEMM_HD constexpr unsigned store_ring_slabs(unsigned block_n, unsigned out_bytes) {
+  return block_n / store_slab_cols(block_n, out_bytes) < 2 ? 1 : 2;
+}
+
+struct GemmSmemPlan {
+  unsigned a_stage, b_stage, sb_stage, sf_stage, stage, d_tile, barriers, total;
+};
+
+JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned block_n, unsigned stages,
+                                                 unsigned in_bytes, unsigned out_bytes,
+                                                 bool sb_per_row) {
+  GemmSmemPlan p{};
+  const unsigned stage_k_bytes = 128;  // one 128-byte swizzle row of K per stage
+  p.a_stage = block_m * stage_k_bytes;
+  p.b_stage = block_n * stage_k_bytes;
+  p.sb_stage = sb_per_row ? align_up(block_n * 4, 128) : 0;
+  // FP8: the stage's A scales (one per tile row) and its two B block scales,
+  // written by the producer warpgroup's scale-loader warp.
+  p.sf_stage = in_bytes == 1 ? align_up(block_m * 4 + 8, 128) : 0;
+  p.stage = p.a_stage + p.b_stage + p.sb_stage + p.sf_stage;
+  // Each math warpgroup stages its output through a small ring of slabs.
+  p.d_tile = align_up(math_warpgroups(block_m) * store_ring_slabs(block_n, out_bytes) * 64 *
+                          store_slab_bytes_per_row(block_n, out_bytes),
+                      1024);
+  p.barriers = stages * 2 * 8;
+  // 1024 bytes of slack: the kernel aligns the dynamic smem base to 1024.
+  p.total = 1024 + p.d_tile + stages * p.stage + p.barriers;
+  return p;
+}
+
 // With per-block (128x128) B scales a tile may straddle at most two scale
 // blocks: its start n0 = n_block * block_n sits at a multiple of
 // gcd(block_n, 128) inside a scale block.
@@ -73,12 +91,6 @@ JAXGEMM_HD constexpr unsigned gcd_with_128(unsigned block_n) {
 JAXGEMM_HD constexpr bool fits_two_scale_blocks(unsigned block_n) {
   return block_n - gcd_with_128(block_n) <= 128;
 }
-
-// Math warpgroups of a config: one for a 64-row tile, else two, each taking
-// block_m / 128 consecutive 64-row "waves" of the tile (block_m 256: two).
-JAXGEMM_HD constexpr unsigned math_warpgroups(unsigned block_m) { return block_m <= 64 ? 1 : 2; }
-JAXGEMM_HD constexpr unsigned m_waves(unsigned block_m) { return block_m / (64 * math_warpgroups(block_m)); }
-JAXGEMM_HD constexpr unsigned gemm_threads(unsigned block_m) { return 128 * (math_warpgroups(block_m) + 1); }
 
 }  // namespace jaxgemm_plan
 

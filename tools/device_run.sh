@@ -13,6 +13,7 @@ export JAXGEMM_RESULTS_DIR="$OUT"
 for step in "$@"; do
   echo "== $step"
   case "$step" in
+    probe) JAXGEMM_JIT_DEBUG=1 timeout 200 python3 tools/cluster_probe.py 2>&1 | grep -E "TFLOPS|resident" | tee "$OUT/probe.log" ;;
     smoke) timeout 120 python3 tools/gpu_smoke.py 2>&1 | grep -v "^WARNING" | tee "$OUT/smoke.log" | tail -8 ;;
     tests) timeout 400 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     sweep) timeout 420 python3 benchmarks/sweep_dense.py --top ${SWEEP_TOP:-8} ${SWEEP_ARGS} 2>&1 | tee "$OUT/sweep.log" | grep -v "^WARNING" | tail -40 ;;
