@@ -109,9 +109,11 @@ def torch_peers(m, n, k, accumulate):
     try:
         from torch.nn.functional import ScalingType, scaled_mm
 
-        sa = torch.rand(m, math.ceil(k / 128), device=dev)
-        sbk = (torch.rand(n, math.ceil(k / 128), device=dev) if accumulate else
-               torch.rand(math.ceil(n / 128), math.ceil(k / 128), device=dev))
+        kb = math.ceil(k / 128)
+        # cuBLASLt wants the 1x128 scales M-major (column-major [M, K/128]).
+        sa = torch.rand(kb, m, device=dev).t()
+        sbk = (torch.rand(kb, n, device=dev).t() if accumulate else
+               torch.rand(kb, math.ceil(n / 128), device=dev).t())
         rec_b = ScalingType.BlockWise1x128 if accumulate else ScalingType.BlockWise128x128
         fn = lambda: scaled_mm(a, b.t(), sa, ScalingType.BlockWise1x128, sbk.t(), rec_b,  # noqa: E731
                                output_dtype=odt)

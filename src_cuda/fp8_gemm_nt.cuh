@@ -70,8 +70,9 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     tma_prefetch_desc(&tm_b);
     tma_prefetch_desc(&tm_d);
     if constexpr (kSbPerRow) tma_prefetch_desc(&tm_sb);
-    // Full: the TMA thread's expect-tx arrival and the scale loader's arrival.
-    ring.init(kMathWG * 4, 2);
+    // Full: the TMA thread's expect-tx arrival and one cp.async arrival per
+    // scale-loader lane.
+    ring.init(kMathWG * 4, 1 + 32);
   }
   if constexpr (kCluster > 1)
     cluster_sync();  // peers' barriers are initialised before anyone multicasts
@@ -105,7 +106,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       }
     } else if (ptid >= 32 && ptid < 64) {
       // Scale loader: sf[r] = sa[m0 + r, kb] for the tile's rows (0 past M),
-      // then the tile's two B block scales (per-block B scales only).
+      // then the tile's two B block scales (per-block B scales only), copied
+      // with cp.async so that up to kStages stages of scales are in flight.
       const u32 lane = ptid - 32;
       u32 stage = 0, phase = 0;
       for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
@@ -117,22 +119,19 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         const bool has_second = has_first && (sb_blk + 1) * 128 - n0 < BLOCK_N &&
                                 sb_blk + 1 < kNumNScaleBlocks;
         for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
-          float v[BLOCK_M / 32];
-#pragma unroll
-          for (u32 i = 0; i < BLOCK_M / 32; ++i) {
-            const u32 row = mb * BLOCK_M + i * 32 + lane;
-            v[i] = row < m ? ld_global_nc_f32(sa + static_cast<u64>(row) * kNumKBlocks + kb) : 0.f;
-          }
-          float b = 0.f;
-          if (lane == 0 && has_first) b = ld_global_nc_f32(sb + sb_blk * kNumKBlocks + kb);
-          if (lane == 1 && has_second) b = ld_global_nc_f32(sb + (sb_blk + 1) * kNumKBlocks + kb);
           mbar_wait(&ring.empty[stage], phase ^ 1);
           float* sf = reinterpret_cast<float*>(smem_sf + stage * kPlan.sf_stage);
 #pragma unroll
-          for (u32 i = 0; i < BLOCK_M / 32; ++i) st_shared_f32(sf + i * 32 + lane, v[i]);
-          if (lane < 2) st_shared_f32(sf + BLOCK_M + lane, b);
-          __syncwarp();
-          if (lane == 0) mbar_arrive(&ring.full[stage]);
+          for (u32 i = 0; i < BLOCK_M / 32; ++i) {
+            const u32 row = mb * BLOCK_M + i * 32 + lane;
+            const bool ok = row < m;
+            cp_async_4(sf + i * 32 + lane, sa + (ok ? static_cast<u64>(row) * kNumKBlocks + kb : 0), ok);
+          }
+          if (lane < 2) {
+            const bool ok = lane == 0 ? has_first : has_second;
+            cp_async_4(sf + BLOCK_M + lane, sb + (ok ? (sb_blk + lane) * kNumKBlocks + kb : 0), ok);
+          }
+          cp_async_mbar_arrive(&ring.full[stage]);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
       }

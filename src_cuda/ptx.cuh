@@ -176,6 +176,19 @@ __device__ __forceinline__ float ld_global_nc_f32(const float* p) {
   asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(v) : "l"(p));
   return v;
 }
+// 4-byte asynchronous copy global -> shared; `valid` false zero-fills
+// without reading (`src` must still be a valid address).
+__device__ __forceinline__ void cp_async_4(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_addr(dst)),
+               "l"(reinterpret_cast<u64>(src)), "r"(valid ? 4 : 0)
+               : "memory");
+}
+// Arrives on `bar` once this thread's earlier cp.async copies have landed
+// (the barrier's count includes this arrival: .noinc).
+__device__ __forceinline__ void cp_async_mbar_arrive(u64* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar))
+               : "memory");
+}
 __device__ __forceinline__ void st_shared_f32(void* p, float v) {
   asm volatile("st.shared.f32 [%0], %1;" ::"r"(smem_addr(p)), "f"(v) : "memory");
 }
