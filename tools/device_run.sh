@@ -17,7 +17,7 @@ for step in "$@"; do
     smoke) timeout 120 python3 tools/gpu_smoke.py 2>&1 | grep -v "^WARNING" | tee "$OUT/smoke.log" | tail -8 ;;
     tests) timeout 400 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     sweep) timeout 420 python3 benchmarks/sweep_dense.py --top ${SWEEP_TOP:-8} ${SWEEP_ARGS} 2>&1 | tee "$OUT/sweep.log" | grep -v "^WARNING" | tail -40 ;;
-    bench) timeout 300 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench.log" | grep -v "^WARNING\|^  " | tail -60 ;;
+    bench) timeout 480 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench.log" | grep -v "^WARNING\|^  " | tail -60 ;;
     sanitize)
       for tool in memcheck racecheck; do
         timeout 240 /usr/local/cuda/bin/compute-sanitizer --tool $tool --kernel-name kns=gemm_nt_kernel \
