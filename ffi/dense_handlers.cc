@@ -1,4 +1,5 @@
-// XLA FFI handlers of the dense GEMMs (jaxgemm_fp8_gemm_nt, jaxgemm_bf16_gemm_nt).
+// XLA FFI handlers of the GEMM custom calls: jaxgemm_dense_gemm (fp8/bf16 NT)
+// and jaxgemm_grouped_gemm (m-grouped FP8, contiguous or masked).
 //
 //   instantiate: JIT-compile (or load from the cache) the kernel for the
 //                static attributes, load it, keep it in the per-instance state.
@@ -25,6 +26,7 @@ XLA_FFI_REGISTER_STRUCT_ATTR_DECODING(
     ffi::StructMember<int64_t>("stages"), ffi::StructMember<int64_t>("band_n"),
     ffi::StructMember<int64_t>("out_f32"), ffi::StructMember<int64_t>("accumulate"),
     ffi::StructMember<int64_t>("sb_per_row"), ffi::StructMember<int64_t>("cluster"),
+    ffi::StructMember<int64_t>("masked"),
     ffi::StructMember<int64_t>("num_sms"),
     ffi::StructMember<int64_t>("smem_override"));
 
@@ -160,6 +162,73 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
   return ffi::Error::Success();
 }
 
+// m-grouped FP8: a, sa, b, sb, sizes -> d.  A is [M, K] (contiguous) or
+// [G, M_max, K] (masked); the kernel reads the group sizes on the device.
+ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArgs args,
+                          ffi::Result<ffi::AnyBuffer> d) {
+  const DenseGemmSpec& spec = state->dense;
+  std::string error;
+  const CudaDriver* drv = cuda_driver(&error);
+  if (drv == nullptr) return internal(error, spec);
+  if (args.size() != 5) return internal("expected a, sa, b, sb, group sizes", spec);
+  auto a = args.get<ffi::AnyBuffer>(0).value();
+  auto sa = args.get<ffi::AnyBuffer>(1).value();
+  auto b = args.get<ffi::AnyBuffer>(2).value();
+  auto sb = args.get<ffi::AnyBuffer>(3).value();
+  auto sizes = args.get<ffi::AnyBuffer>(4).value();
+  const int64_t groups = b.dimensions().size() == 3 ? b.dimensions()[0] : -1;
+  const auto ad = a.dimensions();
+  const int64_t rows = spec.masked ? (ad.size() == 3 ? ad[0] * ad[1] : -1)
+                                   : (ad.size() == 2 ? ad[0] : -1);
+  const int64_t m = spec.masked ? (ad.size() == 3 ? ad[1] : -1) : rows;
+  const int64_t kb = layout::num_scale_blocks(spec.k);
+  const auto out_type = spec.out_f32 ? ffi::DataType::F32 : ffi::DataType::BF16;
+  if (spec.masked) {
+    if (auto e = check_dims("a", a, ffi::DataType::F8E4M3FN, {groups, m, spec.k}, spec); e.failure()) return e;
+    if (auto e = check_dims("a.scale", sa, ffi::DataType::F32, {groups, m, kb}, spec); e.failure()) return e;
+    if (auto e = check_dims("d", *d, out_type, {groups, m, spec.n}, spec); e.failure()) return e;
+  } else {
+    if (auto e = check_dims("a", a, ffi::DataType::F8E4M3FN, {rows, spec.k}, spec); e.failure()) return e;
+    if (auto e = check_dims("a.scale", sa, ffi::DataType::F32, {rows, kb}, spec); e.failure()) return e;
+    if (auto e = check_dims("d", *d, out_type, {rows, spec.n}, spec); e.failure()) return e;
+  }
+  if (auto e = check_dims("b", b, ffi::DataType::F8E4M3FN, {groups, spec.n, spec.k}, spec); e.failure()) return e;
+  if (auto e = check_dims("b.scale", sb, ffi::DataType::F32,
+                          {groups, layout::num_scale_blocks(spec.n), kb}, spec);
+      e.failure())
+    return e;
+  if (auto e = check_dims("group sizes", sizes, ffi::DataType::S32, {groups}, spec); e.failure()) return e;
+  if (rows <= 0) return ffi::Error::Success();
+
+  LoadedKernel::DeviceInfo dev;
+  if (!state->kernel.prepare_current_device(&dev, &error)) return internal(error, spec);
+  // Units are only known on the device; bound them: every segment adds at
+  // most one partial row tile.
+  const int64_t segments = spec.masked ? 2 * groups : groups + 1;
+  const int64_t units = (layout::ceil_div(rows, spec.block_m) + segments) *
+                        layout::ceil_div(layout::ceil_div(spec.n, spec.block_n), spec.cluster);
+  int64_t cap = dev.max_active_clusters;
+  if (spec.num_sms > 0) cap = std::min<int64_t>(cap, std::max<int64_t>(1, spec.num_sms / spec.cluster));
+  const unsigned grid = static_cast<unsigned>(std::min(units, cap) * spec.cluster);
+
+  CUtensorMap tm_a, tm_b;
+  bool ok = make_tma_2d(*drv, &tm_a, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.untyped_data(), spec.k, rows,
+                        spec.k, 128, spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B,
+                        &error) &&
+            make_tma_2d(*drv, &tm_b, CU_TENSOR_MAP_DATA_TYPE_UINT8, b.untyped_data(), spec.k,
+                        groups * spec.n, spec.k, 128, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B,
+                        &error);
+  if (!ok) return internal(error, spec);
+  const void* sa_ptr = sa.untyped_data();
+  const void* sb_ptr = sb.untyped_data();
+  const void* sizes_ptr = sizes.untyped_data();
+  void* d_ptr = d->untyped_data();
+  uint32_t m32 = static_cast<uint32_t>(m), g32 = static_cast<uint32_t>(groups);
+  void* params[] = {&tm_a, &tm_b, &sa_ptr, &sb_ptr, &sizes_ptr, &d_ptr, &m32, &g32};
+  if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 }  // namespace jaxgemm
 
@@ -171,6 +240,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmDenseInitialize, jaxgemm::DenseInitialize,
                               {ffi::Traits::kCmdBufferCompatible});
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmDenseExecute, jaxgemm::DenseExecute,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<CUstream>>()
+                                  .Ctx<ffi::State<jaxgemm::KernelState>>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>(),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmGroupedExecute, jaxgemm::GroupedExecute,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<CUstream>>()
                                   .Ctx<ffi::State<jaxgemm::KernelState>>()

@@ -6,3 +6,4 @@
 XLA_FFI_DECLARE_HANDLER_SYMBOL(JaxgemmDenseInstantiate);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(JaxgemmDenseInitialize);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(JaxgemmDenseExecute);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(JaxgemmGroupedExecute);

@@ -20,6 +20,7 @@ DenseGemmSpec DenseGemmSpec::from_attrs(const DenseGemmAttrs& a) {
   s.accumulate = a.accumulate != 0;
   s.sb_per_row = a.sb_per_row != 0;
   s.cluster = a.cluster;
+  s.masked = a.masked != 0;
   s.num_sms = a.num_sms;
   s.smem_override = a.smem_override;
   return s;
@@ -41,8 +42,10 @@ unsigned DenseGemmSpec::smem_bytes() const {
 
 bool DenseGemmSpec::validate(std::string* error) const {
   std::ostringstream e;
-  if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt")
+  if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt" && kernel != "m_grouped_fp8_gemm_nt")
     e << "unknown kernel '" << kernel << "'";
+  else if (is_grouped() && (accumulate || sb_per_row || cluster > 2))
+    e << "m-grouped GEMMs take no C, per-block B scales only, clusters of at most 2";
   else if (n <= 0 || k <= 0)
     e << "n and k must be positive (got n=" << n << ", k=" << k << ")";
   else if (k % layout::contiguous_alignment(in_bytes()) != 0)
@@ -69,8 +72,12 @@ bool DenseGemmSpec::validate(std::string* error) const {
 KernelRequest DenseGemmSpec::request() const {
   std::ostringstream args;
   args << n << ", " << k << ", " << block_m << ", " << block_n << ", " << stages << ", "
-       << (out_f32 ? "true" : "false") << ", " << (accumulate ? "true" : "false") << ", ";
-  if (is_fp8()) args << (sb_per_row ? "true" : "false") << ", ";
+       << (out_f32 ? "true" : "false") << ", ";
+  if (!is_grouped()) args << (accumulate ? "true" : "false") << ", ";
+  if (is_grouped())
+    args << (masked ? "true" : "false") << ", ";
+  else if (is_fp8())
+    args << (sb_per_row ? "true" : "false") << ", ";
   args << band_n << ", " << cluster;
   KernelRequest r;
   r.name = kernel;
@@ -85,7 +92,8 @@ std::string DenseGemmSpec::describe() const {
   std::ostringstream s;
   s << kernel << " n=" << n << " k=" << k << " block=" << block_m << "x" << block_n
     << " stages=" << stages << " band_n=" << band_n << " cluster=" << cluster << " out=" << (out_f32 ? "f32" : "bf16")
-    << (accumulate ? " +C" : "") << (sb_per_row ? " sb=per-row" : "");
+    << (accumulate ? " +C" : "") << (sb_per_row ? " sb=per-row" : "")
+    << (is_grouped() ? (masked ? " masked" : " contiguous") : "");
   return s.str();
 }
 

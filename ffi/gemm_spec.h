@@ -14,11 +14,12 @@ namespace jaxgemm {
 // Attributes of a dense GEMM custom call (all i64 except `kernel`).  The
 // Python side (jaxgemm/_kernels.py) passes exactly these names.
 struct DenseGemmAttrs {
-  std::string_view kernel;  // "fp8_gemm_nt" or "bf16_gemm_nt"
+  std::string_view kernel;  // "fp8_gemm_nt", "bf16_gemm_nt" or "m_grouped_fp8_gemm_nt"
   int64_t n, k;             // compile-time problem shape (M is a run-time value)
   int64_t block_m, block_n, stages, band_n;
   int64_t out_f32, accumulate, sb_per_row;
   int64_t cluster;          // CTAs per cluster sharing the A tile by TMA multicast (1, 2, 4)
+  int64_t masked;           // m-grouped: 1 = masked layout, 0 = contiguous
   int64_t num_sms;          // grid cap; 0 = every SM of the device
   int64_t smem_override;    // tests only: launch with this much dynamic smem (0 = planned)
 };
@@ -26,11 +27,13 @@ struct DenseGemmAttrs {
 struct DenseGemmSpec {
   std::string kernel;
   int64_t n = 0, k = 0, block_m = 0, block_n = 0, stages = 0, band_n = 0, cluster = 1;
+  bool masked = false;
   bool out_f32 = false, accumulate = false, sb_per_row = false;
   int64_t num_sms = 0, smem_override = 0;
 
   static DenseGemmSpec from_attrs(const DenseGemmAttrs& a);
-  bool is_fp8() const { return kernel == "fp8_gemm_nt"; }
+  bool is_fp8() const { return kernel != "bf16_gemm_nt"; }
+  bool is_grouped() const { return kernel == "m_grouped_fp8_gemm_nt"; }
   int64_t in_bytes() const { return is_fp8() ? 1 : 2; }
   int64_t out_bytes() const { return out_f32 ? 4 : 2; }
   unsigned threads() const;

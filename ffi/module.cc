@@ -46,6 +46,7 @@ jaxgemm::DenseGemmSpec dense_spec_from_dict(const nb::dict& a) {
   s.accumulate = get("accumulate") != 0;
   s.sb_per_row = get("sb_per_row") != 0;
   s.cluster = a.contains("cluster") ? get("cluster") : 1;
+  s.masked = a.contains("masked") && get("masked") != 0;
   s.num_sms = get("num_sms");
   s.smem_override = get("smem_override");
   return s;
@@ -85,6 +86,10 @@ NB_MODULE(_jaxgemm_ext, m) {
         stage_bundle(reinterpret_cast<void*>(JaxgemmDenseInstantiate),
                      reinterpret_cast<void*>(JaxgemmDenseInitialize),
                      reinterpret_cast<void*>(JaxgemmDenseExecute));
+    d["jaxgemm_grouped_gemm"] =
+        stage_bundle(reinterpret_cast<void*>(JaxgemmDenseInstantiate),
+                     reinterpret_cast<void*>(JaxgemmDenseInitialize),
+                     reinterpret_cast<void*>(JaxgemmGroupedExecute));
     return d;
   });
   m.def("state_type", []() {

@@ -21,6 +21,8 @@ _registered = False
 
 #: Custom-call target of the dense GEMMs (fp8 and bf16; the kernel is an attribute).
 DENSE_TARGET = "jaxgemm_dense_gemm"
+#: Custom-call target of the m-grouped FP8 GEMMs (contiguous and masked).
+GROUPED_TARGET = "jaxgemm_grouped_gemm"
 #: Name under which the per-instance kernel state type is registered with XLA.
 STATE_TYPE = "jaxgemm.KernelState"
 

@@ -14,6 +14,7 @@ shape works and aligned shapes pay nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Callable
 
 import jax
@@ -66,7 +67,8 @@ def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
         kernel=kernel, n=int(n_pad), k=int(k_pad),
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(out_f32), accumulate=int(accumulate),
-        sb_per_row=int(sb_per_row), cluster=int(cfg.cluster), num_sms=int(num_sms or 0),
+        sb_per_row=int(sb_per_row), cluster=int(cfg.cluster), masked=0,
+        num_sms=int(num_sms or 0),
         smem_override=int(_smem_override))
 
 
@@ -126,15 +128,90 @@ def bf16_gemm_nt(a, b, c=None, *, out_dtype, num_sms=None):
     return d if n_pad == n else d[:, :n]
 
 
+def _grouped_call(operands, out_shape, out_dtype, n_pad, k_pad, cfg, *, masked, num_sms):
+    _ext.ensure_registered()
+    call = jax.ffi.ffi_call(_ext.GROUPED_TARGET, jax.ShapeDtypeStruct(out_shape, out_dtype),
+                            vmap_method="sequential")
+    return call(
+        *operands,
+        kernel="m_grouped_fp8_gemm_nt", n=int(n_pad), k=int(k_pad),
+        block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
+        band_n=int(cfg.band_n), out_f32=int(np.dtype(out_dtype) == np.float32), accumulate=0,
+        sb_per_row=0, cluster=int(cfg.cluster), masked=int(masked), num_sms=int(num_sms or 0),
+        smem_override=int(_smem_override))
+
+
+def _grouped_operands(a, sa, b, sb, out_dtype):
+    """Pads K to 16 bytes and N to the output's 16 bytes; B scale rows follow N."""
+    k_align = layout.contiguous_alignment(1)
+    n_align = layout.contiguous_alignment(np.dtype(out_dtype).itemsize)
+    a_p = _pad_axis(a, a.ndim - 1, k_align)
+    b_p = _pad_axis(_pad_axis(b, 2, k_align), 1, n_align)
+    sb_p = sb.astype(jnp.float32)
+    if layout.num_scale_blocks(b_p.shape[1]) != sb_p.shape[1]:
+        sb_p = _pad_axis(sb_p, 1, layout.num_scale_blocks(b_p.shape[1]))
+    return a_p, sa.astype(jnp.float32), b_p, sb_p
+
+
+def _grouped_config(rows_per_group, n, k, out_dtype, groups, num_sms):
+    cfg = _forced_config or _config.dense_config(
+        max(rows_per_group * max(groups, 1), 1), n, k, fp8=True,
+        out_bytes=np.dtype(out_dtype).itemsize, num_sms=num_sms)
+    if _forced_config is None and rows_per_group < 128 and cfg.block_m > 64:
+        # Small groups: a 128/256-row tile would be mostly another group's rows.
+        cfg = _config.GemmConfig(64, cfg.block_n, _config._max_stages(
+            64, cfg.block_n, 1, np.dtype(out_dtype).itemsize, False), 1)
+    return cfg
+
+
+def m_grouped_fp8_gemm_nt_contiguous(a, sa, b, sb, group_sizes, *, out_dtype, num_sms=None):
+    m, k = a.shape
+    g, n, _ = b.shape
+    out_dtype = np.dtype(out_dtype)
+    if m == 0 or n == 0 or g == 0:
+        return jnp.zeros((m, n), out_dtype)
+    a_p, sa_p, b_p, sb_p = _grouped_operands(a, sa, b, sb, out_dtype)
+    n_pad, k_pad = b_p.shape[1], b_p.shape[2]
+    cfg = _grouped_config(m // g, n_pad, k_pad, out_dtype, g, num_sms)
+    d = _grouped_call([a_p, sa_p, b_p, sb_p, group_sizes.astype(jnp.int32)], (m, n_pad),
+                      out_dtype, n_pad, k_pad, cfg, masked=False, num_sms=num_sms)
+    return d if n_pad == n else d[:, :n]
+
+
+def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtype,
+                                 num_sms=None):
+    g, m_max, k = a.shape
+    n = b.shape[1]
+    out_dtype = np.dtype(out_dtype)
+    if g == 0 or m_max == 0 or n == 0:
+        return jnp.zeros((g, m_max, n), out_dtype)
+    a_p, sa_p, b_p, sb_p = _grouped_operands(a, sa, b, sb, out_dtype)
+    n_pad, k_pad = b_p.shape[1], b_p.shape[2]
+    cfg = _grouped_config(int(expected_m or m_max), n_pad, k_pad, out_dtype, g, num_sms)
+    d = _grouped_call([a_p, sa_p, b_p, sb_p, masked_m.astype(jnp.int32)], (g, m_max, n_pad),
+                      out_dtype, n_pad, k_pad, cfg, masked=True, num_sms=num_sms)
+    return d if n_pad == n else d[:, :, :n]
+
+
 KERNEL_IMPLS["fp8_gemm_nt"] = fp8_gemm_nt
 KERNEL_IMPLS["bf16_gemm_nt"] = bf16_gemm_nt
 
+#: The m-grouped FP8 kernels compile and pass the CPU checks (NVRTC, SASS, no
+#: spills) but have not yet run on a Hopper GPU: until they have, the grouped
+#: ops run their reference path there unless JAXGEMM_GROUPED_KERNELS=1.
+GROUPED_IMPLS = {
+    "m_grouped_fp8_gemm_nt_contiguous": m_grouped_fp8_gemm_nt_contiguous,
+    "m_grouped_fp8_gemm_nt_masked": m_grouped_fp8_gemm_nt_masked,
+}
+if os.environ.get("JAXGEMM_GROUPED_KERNELS", "0") not in ("", "0"):
+    KERNEL_IMPLS.update(GROUPED_IMPLS)
+
 
 def _dense_attrs(kernel, n, k, bm, bn, stages, *, out_f32=0, accumulate=0, sb_per_row=0,
-                 cluster=1):
+                 cluster=1, masked=0):
     return dict(kernel=kernel, n=n, k=k, block_m=bm, block_n=bn, stages=stages, band_n=16,
                 out_f32=out_f32, accumulate=accumulate, sb_per_row=sb_per_row, cluster=cluster,
-                num_sms=0, smem_override=0)
+                masked=masked, num_sms=0, smem_override=0)
 
 
 #: One representative instance per kernel source and variant; the CPU tests
@@ -149,12 +226,16 @@ SAMPLE_SPECS: list[dict] = [
     _dense_attrs("bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
     _dense_attrs("bf16_gemm_nt", 4096, 7168, 256, 128, 3),
     _dense_attrs("bf16_gemm_nt", 2112, 7168, 64, 64, 8, out_f32=1, accumulate=1),
+    _dense_attrs("m_grouped_fp8_gemm_nt", 4096, 7168, 128, 128, 5),
+    _dense_attrs("m_grouped_fp8_gemm_nt", 7168, 3072, 256, 128, 3, cluster=2),
+    _dense_attrs("m_grouped_fp8_gemm_nt", 4096, 2048, 64, 112, 8, masked=1),
 ]
 
 
 def sample_spec_id(spec: dict) -> str:
     flags = "".join(f for f, on in (("f32", spec["out_f32"]), ("acc", spec["accumulate"]),
-                                    ("row", spec["sb_per_row"])) if on)
+                                    ("row", spec["sb_per_row"]), ("masked", spec["masked"]))
+                    if on)
     return (f"{spec['kernel']}-{spec['block_m']}x{spec['block_n']}x{spec['stages']}"
             f"-c{spec['cluster']}"
             + (f"-{flags}" if flags else ""))

@@ -1,0 +1,254 @@
+// m-grouped FP8 GEMM (MoE experts), contiguous or masked, group sizes on the device.
+//
+// contiguous (kMasked false): A [M, K] with rows grouped in order by
+//   sizes [G] (no alignment asked), B [G, N, K], D [M, N]; D's rows of group
+//   g are A_g @ B_g^T, rows past the last group are zero.
+// masked (kMasked true): A [G * M_max, K], B [G, N, K], D [G * M_max, N];
+//   rows of group g at or past sizes[g] (= masked_m) are zero.
+// Scales as in fp8_gemm_nt.cuh: sa [rows, ceil(K/128)], sb [G, ceil(N/128),
+// ceil(K/128)].
+//
+// Same pipeline as fp8_gemm_nt.cuh (TMA producer, cp.async scale loader,
+// one or two math warpgroups with FP32 promotion every 128 of K, 2-CTA A
+// multicast); the differences: the tile order comes from GroupedScheduler
+// (segments from the device-side sizes, tiles starting at a group's first
+// row whether aligned or not), B rows and scales are those of the tile's
+// group, and the epilogue stores only the rows of the tile's segment (a
+// tile's last rows may belong to the next group), through shared memory and
+// 16-byte predicated stores.  Zero tiles skip the main loop.
+#pragma once
+
+#include "gemm_common.cuh"
+#include "grouped_scheduler.cuh"
+#include "wgmma.cuh"
+
+namespace jaxgemm {
+
+// Stores a 64 x BLOCK_N wave to rows [row0, row_end) and columns < n of D.
+template <u32 BLOCK_N, bool kOutF32>
+struct MaskedTileStore {
+  static constexpr u32 kOutBytes = kOutF32 ? 4 : 2;
+  static constexpr u32 kSlabCols = jaxgemm_plan::store_slab_cols(BLOCK_N, kOutBytes);
+  static constexpr u32 kRowBytes = kSlabCols * kOutBytes;
+  static constexpr u32 kNumSlabs = BLOCK_N / kSlabCols;
+  static constexpr u32 kBytes = 64 * kRowBytes;  // one slab buffer per warpgroup
+  static constexpr u32 kChunksPerRow = kRowBytes / 16;
+
+  __device__ __forceinline__ static void run(const float* acc, unsigned char* buf,
+                                             unsigned char* d, u32 ld_bytes, u32 row0,
+                                             u32 row_end, u32 col0, u32 n, u32 wg_thread,
+                                             u32 barrier_id) {
+    const u32 warp = wg_thread / 32, lane = wg_thread % 32;
+    const u32 r = warp * 16 + lane / 4, q = lane % 4;
+#pragma unroll
+    for (u32 s = 0; s < kNumSlabs; ++s) {
+      named_barrier_sync(barrier_id, 128);  // the previous slab's copy-out is done
+#pragma unroll
+      for (u32 j = s * kSlabCols / 8; j < (s + 1) * kSlabCols / 8; ++j) {
+        const u32 c = 8 * j + 2 * q - s * kSlabCols;
+#pragma unroll
+        for (u32 h = 0; h < 2; ++h) {
+          const u32 off = swizzle_offset<kRowBytes>((r + 8 * h) * kRowBytes + c * kOutBytes);
+          if constexpr (kOutF32)
+            st_shared_f32x2(buf + off, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+          else
+            st_shared_u32(buf + off, pack_bf16x2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+        }
+      }
+      named_barrier_sync(barrier_id, 128);
+#pragma unroll
+      for (u32 c = wg_thread; c < 64 * kChunksPerRow; c += 128) {
+        const u32 row = c / kChunksPerRow, chunk = c % kChunksPerRow;
+        const u32 grow = row0 + row;
+        const u32 gcol = col0 + s * kSlabCols + chunk * (16 / kOutBytes);
+        if (grow < row_end && gcol < n) {
+          const U32x4 v = ld_shared_v4(buf + swizzle_offset<kRowBytes>(row * kRowBytes + chunk * 16));
+          st_global_v4(d + static_cast<u64>(grow) * ld_bytes + gcol * kOutBytes, v);
+        }
+      }
+    }
+  }
+};
+
+template <u32 SHAPE_N, u32 SHAPE_K, u32 BLOCK_M, u32 BLOCK_N, u32 kStages, bool kOutF32,
+          bool kMasked, u32 kBandN, u32 kCluster>
+__global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
+    m_grouped_fp8_gemm_nt_kernel(const __grid_constant__ TmaDesc tm_a,
+                                 const __grid_constant__ TmaDesc tm_b,
+                                 const float* __restrict__ sa, const float* __restrict__ sb,
+                                 const int* __restrict__ sizes, unsigned char* __restrict__ d,
+                                 u32 m, u32 groups) {
+  constexpr u32 BLOCK_K = 128;
+  constexpr u32 kNumKBlocks = (SHAPE_K + BLOCK_K - 1) / BLOCK_K;
+  constexpr u32 kNumNScaleBlocks = (SHAPE_N + 127) / 128;
+  constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
+  constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
+  constexpr u32 kMathThreads = kMathWG * 128;
+  constexpr auto kPlan =
+      jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1, kOutF32 ? 4 : 2, false);
+  using Mma = WgmmaFp8<BLOCK_N>;
+  using Store = MaskedTileStore<BLOCK_N, kOutF32>;
+  using Sched = GroupedScheduler<kMasked, BLOCK_M, kBandN, kCluster>;
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
+  static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
+  static_assert(jaxgemm_plan::fits_two_scale_blocks(BLOCK_N),
+                "block N would straddle three B scale blocks");
+  static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
+  static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
+  static_assert(kCluster == 1 || kCluster == 2, "cluster of 1 or 2 CTAs");
+  constexpr u32 kLdBytes = SHAPE_N * (kOutF32 ? 4 : 2);
+  // The group cursor needs more than 40 registers in the producer; with one
+  // math warpgroup there are registers to spare.
+  constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* smem_d = smem;
+  unsigned char* smem_a = smem_d + kPlan.d_tile;
+  unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
+  unsigned char* smem_sf = smem_b + kStages * kPlan.b_stage;
+  u64* bars = reinterpret_cast<u64*>(smem_sf + kStages * kPlan.sf_stage);
+  const Ring<kStages, kCluster> ring{bars, bars + kStages};
+
+  const u32 tid = threadIdx.x;
+  const u32 wg = tid / 128;
+  const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
+  if (tid == kMathThreads) {
+    tma_prefetch_desc(&tm_a);
+    tma_prefetch_desc(&tm_b);
+    ring.init(kMathWG * 4, 1 + 32);
+  }
+  if constexpr (kCluster > 1)
+    cluster_sync();
+  else
+    __syncthreads();
+
+  Sched sched(sizes, groups, m, SHAPE_N, BLOCK_N);
+
+  if (wg == kMathWG) {
+    // ---------------- producer warpgroup ----------------
+    warpgroup_reg_dealloc<kProducerRegs>();
+    const u32 ptid = tid - kMathThreads;
+    if (ptid == 0) {
+      constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage;
+      u32 stage = 0, phase = 0;
+      for (u32 t = sched.first_unit(); sched.find(t); t += sched.unit_stride()) {
+        u32 row0, row_end, nb;
+        int g;
+        sched.tile(t, rank, row0, row_end, nb, g);
+        if (g < 0) continue;  // zero tile: nothing to load
+        for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
+          mbar_wait(&ring.empty[stage], phase ^ 1);
+          u64* bar = &ring.full[stage];
+          load_a_stage<BLOCK_M, kCluster>(smem_a + stage * kPlan.a_stage, &tm_a, bar,
+                                          kb * BLOCK_K, row0, rank);
+          // B columns past N read the next group's rows: their results are
+          // never stored.
+          tma_load_2d(smem_b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K,
+                      static_cast<u32>(g) * SHAPE_N + nb * BLOCK_N);
+          mbar_arrive_expect_tx(bar, kStageBytes);
+          if (++stage == kStages) stage = 0, phase ^= 1;
+        }
+      }
+    } else if (ptid >= 32 && ptid < 64) {
+      // Scale loader (see fp8_gemm_nt.cuh); rows past the segment get 0.
+      const u32 lane = ptid - 32;
+      u32 stage = 0, phase = 0;
+      for (u32 t = sched.first_unit(); sched.find(t); t += sched.unit_stride()) {
+        u32 row0, row_end, nb;
+        int g;
+        sched.tile(t, rank, row0, row_end, nb, g);
+        if (g < 0) continue;
+        const u32 n0 = nb * BLOCK_N;
+        const u32 sb_blk = n0 / 128;
+        const bool has_first = n0 < SHAPE_N;
+        const bool has_second = has_first && (sb_blk + 1) * 128 - n0 < BLOCK_N &&
+                                sb_blk + 1 < kNumNScaleBlocks;
+        const float* sbg = sb + static_cast<u64>(g) * kNumNScaleBlocks * kNumKBlocks;
+        for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
+          mbar_wait(&ring.empty[stage], phase ^ 1);
+          float* sf = reinterpret_cast<float*>(smem_sf + stage * kPlan.sf_stage);
+#pragma unroll
+          for (u32 i = 0; i < BLOCK_M / 32; ++i) {
+            const u32 row = row0 + i * 32 + lane;
+            const bool ok = row < row_end;
+            cp_async_4(sf + i * 32 + lane, sa + (ok ? static_cast<u64>(row) * kNumKBlocks + kb : 0), ok);
+          }
+          if (lane < 2) {
+            const bool ok = lane == 0 ? has_first : has_second;
+            cp_async_4(sf + BLOCK_M + lane, sbg + (ok ? (sb_blk + lane) * kNumKBlocks + kb : 0), ok);
+          }
+          cp_async_mbar_arrive(&ring.full[stage]);
+          if (++stage == kStages) stage = 0, phase ^= 1;
+        }
+      }
+    }
+  } else {
+    // ---------------- math warpgroups ----------------
+    warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
+    const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
+    u32 stage = 0, phase = 0;
+    for (u32 t = sched.first_unit(); sched.find(t); t += sched.unit_stride()) {
+      u32 row0, row_end, nb;
+      int g;
+      sched.tile(t, rank, row0, row_end, nb, g);
+      const u32 n0 = nb * BLOCK_N;
+      const u32 boundary = (n0 / 128 + 1) * 128 - n0;
+
+      float fin[kWaves][Mma::kNumAccum];
+      float acc[Mma::kNumAccum];
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+        for (u32 i = 0; i < Mma::kNumAccum; ++i) fin[w][i] = 0.f;
+
+      for (u32 kb = 0; g >= 0 && kb < kNumKBlocks; ++kb) {
+        mbar_wait(&ring.full[stage], phase);
+        const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
+        const float* sfs = reinterpret_cast<const float*>(smem_sf + stage * kPlan.sf_stage);
+        const float b0 = sfs[BLOCK_M], b1 = sfs[BLOCK_M + 1];
+        float a_scale[kWaves][2];
+#pragma unroll
+        for (u32 w = 0; w < kWaves; ++w) {
+          const u32 r = (wg * kWaves + w) * 64 + warp * 16 + lane / 4;
+          a_scale[w][0] = sfs[r];
+          a_scale[w][1] = sfs[r + 8];
+        }
+#pragma unroll
+        for (u32 w = 0; w < kWaves; ++w) {
+          const u64 da =
+              smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
+#pragma unroll
+          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
+          wgmma_fence();
+#pragma unroll
+          for (u32 k = 0; k < BLOCK_K / 32; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, k > 0);
+          wgmma_commit();
+#pragma unroll
+          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
+          wgmma_wait<0>();
+          if (w == kWaves - 1) ring.release(stage, lane);
+          const float s00 = a_scale[w][0] * b0, s01 = a_scale[w][0] * b1;
+          const float s10 = a_scale[w][1] * b0, s11 = a_scale[w][1] * b1;
+#pragma unroll
+          for (u32 j = 0; j < BLOCK_N / 8; ++j) {
+            const bool first = 8 * j < boundary;
+            const float t0 = first ? s00 : s01, t1 = first ? s10 : s11;
+            fin[w][4 * j + 0] += acc[4 * j + 0] * t0;
+            fin[w][4 * j + 1] += acc[4 * j + 1] * t0;
+            fin[w][4 * j + 2] += acc[4 * j + 2] * t1;
+            fin[w][4 * j + 3] += acc[4 * j + 3] * t1;
+          }
+        }
+        if (++stage == kStages) stage = 0, phase ^= 1;
+      }
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w)
+        Store::run(fin[w], smem_d + wg * Store::kBytes, d, kLdBytes,
+                   row0 + (wg * kWaves + w) * 64, row_end, n0, SHAPE_N, wg_thread, 1 + wg);
+    }
+  }
+  if constexpr (kCluster > 1) cluster_sync();
+}
+
+}  // namespace jaxgemm
