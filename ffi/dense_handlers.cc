@@ -21,7 +21,8 @@ namespace ffi = xla::ffi;
 
 XLA_FFI_REGISTER_STRUCT_ATTR_DECODING(
     jaxgemm::DenseGemmAttrs, ffi::StructMember<std::string_view>("kernel"),
-    ffi::StructMember<int64_t>("n"), ffi::StructMember<int64_t>("k"),
+    ffi::StructMember<int64_t>("m"), ffi::StructMember<int64_t>("n"),
+    ffi::StructMember<int64_t>("k"),
     ffi::StructMember<int64_t>("block_m"), ffi::StructMember<int64_t>("block_n"),
     ffi::StructMember<int64_t>("stages"), ffi::StructMember<int64_t>("band_n"),
     ffi::StructMember<int64_t>("out_f32"), ffi::StructMember<int64_t>("accumulate"),
@@ -229,6 +230,59 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
   return ffi::Error::Success();
 }
 
+// k-grouped FP8: a [M, Kpad], sa [R, M], b [N, Kpad], sb [R, N], sizes [G]
+// (clamped), optional c [G, M, N] aliased to d -> d [G, M, N] FP32.
+ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArgs args,
+                           ffi::Result<ffi::AnyBuffer> d) {
+  const DenseGemmSpec& spec = state->dense;
+  std::string error;
+  const CudaDriver* drv = cuda_driver(&error);
+  if (drv == nullptr) return internal(error, spec);
+  if (args.size() < 5) return internal("expected a, sa, b, sb, group sizes[, c]", spec);
+  auto a = args.get<ffi::AnyBuffer>(0).value();
+  auto sa = args.get<ffi::AnyBuffer>(1).value();
+  auto b = args.get<ffi::AnyBuffer>(2).value();
+  auto sb = args.get<ffi::AnyBuffer>(3).value();
+  auto sizes = args.get<ffi::AnyBuffer>(4).value();
+  const int64_t groups = sizes.dimensions().size() == 1 ? sizes.dimensions()[0] : -1;
+  const int64_t rblocks = spec.k / 128;
+  using DT = ffi::DataType;
+  if (auto e = check_dims("a", a, DT::F8E4M3FN, {spec.m, spec.k}, spec); e.failure()) return e;
+  if (auto e = check_dims("a.scale", sa, DT::F32, {rblocks, spec.m}, spec); e.failure()) return e;
+  if (auto e = check_dims("b", b, DT::F8E4M3FN, {spec.n, spec.k}, spec); e.failure()) return e;
+  if (auto e = check_dims("b.scale", sb, DT::F32, {rblocks, spec.n}, spec); e.failure()) return e;
+  if (auto e = check_dims("group sizes", sizes, DT::S32, {groups}, spec); e.failure()) return e;
+  if (auto e = check_dims("d", *d, DT::F32, {groups, spec.m, spec.n}, spec); e.failure()) return e;
+  if (groups <= 0) return ffi::Error::Success();
+
+  LoadedKernel::DeviceInfo dev;
+  if (!state->kernel.prepare_current_device(&dev, &error)) return internal(error, spec);
+  const int64_t units = groups * layout::ceil_div(spec.m, spec.block_m) *
+                        layout::ceil_div(layout::ceil_div(spec.n, spec.block_n), spec.cluster);
+  int64_t cap = dev.max_active_clusters;
+  if (spec.num_sms > 0) cap = std::min<int64_t>(cap, std::max<int64_t>(1, spec.num_sms / spec.cluster));
+  const unsigned grid = static_cast<unsigned>(std::min(units, cap) * spec.cluster);
+
+  const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, 4);
+  CUtensorMap tm_a, tm_b, tm_d, tm_sb;
+  bool ok =
+      make_tma_2d(*drv, &tm_a, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.untyped_data(), spec.k, spec.m,
+                  spec.k, 128, spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
+      make_tma_2d(*drv, &tm_b, CU_TENSOR_MAP_DATA_TYPE_UINT8, b.untyped_data(), spec.k, spec.n,
+                  spec.k, 128, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
+      make_tma_2d(*drv, &tm_sb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sb.untyped_data(), spec.n,
+                  rblocks, spec.n * 4, spec.block_n, 1, CU_TENSOR_MAP_SWIZZLE_NONE, &error) &&
+      make_tma_3d(*drv, &tm_d, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, d->untyped_data(), spec.n, spec.m,
+                  groups, spec.n * 4, slab_cols, 64, swizzle_for_row_bytes(slab_cols * 4), &error);
+  if (!ok) return internal(error, spec);
+  const void* sa_ptr = sa.untyped_data();
+  const void* sizes_ptr = sizes.untyped_data();
+  uint32_t g32 = static_cast<uint32_t>(groups);
+  void* params[] = {&tm_a, &tm_b, &tm_d, &tm_sb, &sa_ptr, &sizes_ptr, &g32};
+  if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 }  // namespace jaxgemm
 
@@ -248,6 +302,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmDenseExecute, jaxgemm::DenseExecute,
                               {ffi::Traits::kCmdBufferCompatible});
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmGroupedExecute, jaxgemm::GroupedExecute,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<CUstream>>()
+                                  .Ctx<ffi::State<jaxgemm::KernelState>>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>(),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmKGroupedExecute, jaxgemm::KGroupedExecute,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<CUstream>>()
                                   .Ctx<ffi::State<jaxgemm::KernelState>>()

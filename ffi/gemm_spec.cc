@@ -10,6 +10,7 @@ namespace jaxgemm {
 DenseGemmSpec DenseGemmSpec::from_attrs(const DenseGemmAttrs& a) {
   DenseGemmSpec s;
   s.kernel = std::string(a.kernel);
+  s.m = a.m;
   s.n = a.n;
   s.k = a.k;
   s.block_m = a.block_m;
@@ -42,8 +43,12 @@ unsigned DenseGemmSpec::smem_bytes() const {
 
 bool DenseGemmSpec::validate(std::string* error) const {
   std::ostringstream e;
-  if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt" && kernel != "m_grouped_fp8_gemm_nt")
+  if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt" && kernel != "m_grouped_fp8_gemm_nt" &&
+      kernel != "k_grouped_fp8_gemm")
     e << "unknown kernel '" << kernel << "'";
+  else if (is_k_grouped() && (!out_f32 || !sb_per_row || cluster > 2 || m <= 0 || k % 128))
+    e << "k-grouped GEMMs are FP32 out, per-row scales, clusters of at most 2, m > 0, "
+         "k a multiple of 128";
   else if (is_grouped() && (accumulate || sb_per_row || cluster > 2))
     e << "m-grouped GEMMs take no C, per-block B scales only, clusters of at most 2";
   else if (n <= 0 || k <= 0)
@@ -71,6 +76,15 @@ bool DenseGemmSpec::validate(std::string* error) const {
 
 KernelRequest DenseGemmSpec::request() const {
   std::ostringstream args;
+  if (is_k_grouped()) {
+    args << m << ", " << n << ", " << block_m << ", " << block_n << ", " << stages << ", "
+         << (accumulate ? "true" : "false") << ", " << band_n << ", " << cluster;
+    KernelRequest r;
+    r.name = kernel;
+    r.name_expression = "&jaxgemm::" + kernel + "_kernel<" + args.str() + ">";
+    r.source = "#include \"" + kernel + ".cuh\"\n";
+    return r;
+  }
   args << n << ", " << k << ", " << block_m << ", " << block_n << ", " << stages << ", "
        << (out_f32 ? "true" : "false") << ", ";
   if (!is_grouped()) args << (accumulate ? "true" : "false") << ", ";
@@ -90,7 +104,7 @@ KernelRequest DenseGemmSpec::request() const {
 
 std::string DenseGemmSpec::describe() const {
   std::ostringstream s;
-  s << kernel << " n=" << n << " k=" << k << " block=" << block_m << "x" << block_n
+  s << kernel << (m ? " m=" + std::to_string(m) : std::string()) << " n=" << n << " k=" << k << " block=" << block_m << "x" << block_n
     << " stages=" << stages << " band_n=" << band_n << " cluster=" << cluster << " out=" << (out_f32 ? "f32" : "bf16")
     << (accumulate ? " +C" : "") << (sb_per_row ? " sb=per-row" : "")
     << (is_grouped() ? (masked ? " masked" : " contiguous") : "");

@@ -14,8 +14,8 @@ namespace jaxgemm {
 // Attributes of a dense GEMM custom call (all i64 except `kernel`).  The
 // Python side (jaxgemm/_kernels.py) passes exactly these names.
 struct DenseGemmAttrs {
-  std::string_view kernel;  // "fp8_gemm_nt", "bf16_gemm_nt" or "m_grouped_fp8_gemm_nt"
-  int64_t n, k;             // compile-time problem shape (M is a run-time value)
+  std::string_view kernel;  // fp8_gemm_nt, bf16_gemm_nt, m_grouped_fp8_gemm_nt, k_grouped_fp8_gemm
+  int64_t m, n, k;          // compile-time problem shape (m: k-grouped only; else M is a run-time value)
   int64_t block_m, block_n, stages, band_n;
   int64_t out_f32, accumulate, sb_per_row;
   int64_t cluster;          // CTAs per cluster sharing the A tile by TMA multicast (1, 2, 4)
@@ -26,7 +26,7 @@ struct DenseGemmAttrs {
 
 struct DenseGemmSpec {
   std::string kernel;
-  int64_t n = 0, k = 0, block_m = 0, block_n = 0, stages = 0, band_n = 0, cluster = 1;
+  int64_t m = 0, n = 0, k = 0, block_m = 0, block_n = 0, stages = 0, band_n = 0, cluster = 1;
   bool masked = false;
   bool out_f32 = false, accumulate = false, sb_per_row = false;
   int64_t num_sms = 0, smem_override = 0;
@@ -34,6 +34,7 @@ struct DenseGemmSpec {
   static DenseGemmSpec from_attrs(const DenseGemmAttrs& a);
   bool is_fp8() const { return kernel != "bf16_gemm_nt"; }
   bool is_grouped() const { return kernel == "m_grouped_fp8_gemm_nt"; }
+  bool is_k_grouped() const { return kernel == "k_grouped_fp8_gemm"; }
   int64_t in_bytes() const { return is_fp8() ? 1 : 2; }
   int64_t out_bytes() const { return out_f32 ? 4 : 2; }
   unsigned threads() const;

@@ -36,6 +36,7 @@ jaxgemm::DenseGemmSpec dense_spec_from_dict(const nb::dict& a) {
   };
   jaxgemm::DenseGemmSpec s;
   s.kernel = nb::cast<std::string>(a["kernel"]);
+  s.m = a.contains("m") ? get("m") : 0;
   s.n = get("n");
   s.k = get("k");
   s.block_m = get("block_m");
@@ -90,6 +91,10 @@ NB_MODULE(_jaxgemm_ext, m) {
         stage_bundle(reinterpret_cast<void*>(JaxgemmDenseInstantiate),
                      reinterpret_cast<void*>(JaxgemmDenseInitialize),
                      reinterpret_cast<void*>(JaxgemmGroupedExecute));
+    d["jaxgemm_k_grouped_gemm"] =
+        stage_bundle(reinterpret_cast<void*>(JaxgemmDenseInstantiate),
+                     reinterpret_cast<void*>(JaxgemmDenseInitialize),
+                     reinterpret_cast<void*>(JaxgemmKGroupedExecute));
     return d;
   });
   m.def("state_type", []() {

@@ -36,4 +36,26 @@ bool make_tma_2d(const CudaDriver& drv, CUtensorMap* out, CUtensorMapDataType dt
   return true;
 }
 
+bool make_tma_3d(const CudaDriver& drv, CUtensorMap* out, CUtensorMapDataType dtype, void* ptr,
+                 uint64_t inner, uint64_t outer, uint64_t groups, uint64_t row_stride_bytes,
+                 uint32_t box_inner, uint32_t box_outer, CUtensorMapSwizzle swizzle,
+                 std::string* error) {
+  std::memset(out, 0, sizeof(*out));
+  const cuuint64_t dims[3] = {inner, outer, groups};
+  const cuuint64_t strides[2] = {row_stride_bytes, row_stride_bytes * outer};
+  const cuuint32_t box[3] = {box_inner, box_outer, 1};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  CUresult r = drv.cuTensorMapEncodeTiled(
+      out, dtype, 3, ptr, dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) {
+    std::ostringstream s;
+    s << "cuTensorMapEncodeTiled failed (" << cu_result_string(r) << ") for a [" << groups
+      << ", " << outer << ", " << inner << "] tensor at " << ptr;
+    *error = s.str();
+    return false;
+  }
+  return true;
+}
+
 }  // namespace jaxgemm

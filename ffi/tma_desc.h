@@ -22,4 +22,11 @@ bool make_tma_2d(const CudaDriver& drv, CUtensorMap* out, CUtensorMapDataType dt
                  uint64_t inner, uint64_t outer, uint64_t row_stride_bytes, uint32_t box_inner,
                  uint32_t box_outer, CUtensorMapSwizzle swizzle, std::string* error);
 
+// A [groups, outer, inner] row-major tensor, boxes of [1, box_outer, box_inner]:
+// a box never crosses from one group's rows into the next one's.
+bool make_tma_3d(const CudaDriver& drv, CUtensorMap* out, CUtensorMapDataType dtype, void* ptr,
+                 uint64_t inner, uint64_t outer, uint64_t groups, uint64_t row_stride_bytes,
+                 uint32_t box_inner, uint32_t box_outer, CUtensorMapSwizzle swizzle,
+                 std::string* error);
+
 }  // namespace jaxgemm

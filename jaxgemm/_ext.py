@@ -23,6 +23,8 @@ _registered = False
 DENSE_TARGET = "jaxgemm_dense_gemm"
 #: Custom-call target of the m-grouped FP8 GEMMs (contiguous and masked).
 GROUPED_TARGET = "jaxgemm_grouped_gemm"
+#: Custom-call target of the k-grouped FP8 GEMM (MoE weight gradient).
+K_GROUPED_TARGET = "jaxgemm_k_grouped_gemm"
 #: Name under which the per-instance kernel state type is registered with XLA.
 STATE_TYPE = "jaxgemm.KernelState"
 

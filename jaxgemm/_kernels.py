@@ -14,6 +14,7 @@ shape works and aligned shapes pay nothing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import Callable
 
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgemm import _config, _ext, layout
+from jaxgemm import _config, _ext, _groups, layout
 
 KERNEL_IMPLS: dict[str, Callable] = {}
 
@@ -64,7 +65,7 @@ def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
     )
     return call(
         *operands,
-        kernel=kernel, n=int(n_pad), k=int(k_pad),
+        kernel=kernel, m=0, n=int(n_pad), k=int(k_pad),
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(out_f32), accumulate=int(accumulate),
         sb_per_row=int(sb_per_row), cluster=int(cfg.cluster), masked=0,
@@ -134,7 +135,7 @@ def _grouped_call(operands, out_shape, out_dtype, n_pad, k_pad, cfg, *, masked, 
                             vmap_method="sequential")
     return call(
         *operands,
-        kernel="m_grouped_fp8_gemm_nt", n=int(n_pad), k=int(k_pad),
+        kernel="m_grouped_fp8_gemm_nt", m=0, n=int(n_pad), k=int(k_pad),
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(np.dtype(out_dtype) == np.float32), accumulate=0,
         sb_per_row=0, cluster=int(cfg.cluster), masked=int(masked), num_sms=int(num_sms or 0),
@@ -193,6 +194,66 @@ def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtyp
     return d if n_pad == n else d[:, :, :n]
 
 
+def _k_grouped_padded(x, group_sizes, rows):
+    """[K_total, X] token-major -> [X, rows*128] K-major, group-padded.
+
+    Group g's tokens land in the 128-token blocks [block_start[g], ...) that
+    per_token_cast_to_fp8_grouped gave its scales; the rest is zero.  One
+    gather + transpose, which XLA fuses into one pass (the FP8 wgmma needs
+    the K-major transpose anyway).
+    """
+    k_total = x.shape[0]
+    blk = layout.SCALE_BLOCK
+    start, end = _groups.clamped_group_bounds(group_sizes, k_total)
+    nblocks = (end - start + (blk - 1)) // blk
+    block_end = jnp.cumsum(nblocks)
+    j = jnp.arange(rows * blk, dtype=jnp.int32)
+    g = jnp.searchsorted(block_end, j // blk, side="right").astype(jnp.int32)
+    gc = jnp.minimum(g, start.shape[0] - 1)
+    local = j - (block_end[gc] - nblocks[gc]) * blk
+    valid = (g < start.shape[0]) & (local < end[gc] - start[gc])
+    src = jnp.where(valid, start[gc] + local, 0)
+    return jnp.where(valid[:, None], x[src], jnp.zeros((), x.dtype)).T
+
+
+def k_grouped_fp8_gemm_tn_contiguous(a, sa, b, sb, group_sizes, c=None, *, num_sms=None):
+    k_total, m = a.shape
+    n = b.shape[1]
+    groups = group_sizes.shape[0]
+    if groups == 0 or m == 0 or n == 0:
+        return jnp.zeros((groups, m, n), jnp.float32) if c is None else c.astype(jnp.float32)
+    rows = sa.shape[0]  # layout.k_grouped_scale_rows(k_total, groups)
+    n_align = layout.contiguous_alignment(4)
+    a_t = _k_grouped_padded(a, group_sizes, rows)                    # [M, rows*128]
+    b_t = _pad_axis(_k_grouped_padded(b, group_sizes, rows), 0, n_align)  # [N', rows*128]
+    sb_p = _pad_axis(sb.astype(jnp.float32), 1, n_align)           # [rows, N']
+    n_pad = b_t.shape[0]
+    sizes = _groups.clamped_sizes(group_sizes, k_total)
+    cfg = _forced_config or _config.dense_config(
+        m, n_pad, max(1, k_total // groups), fp8=True, out_bytes=4, sb_per_row=True,
+        num_sms=num_sms)
+    if _forced_config is None and cfg.block_m > 128:
+        # Two 64-row waves of per-row-scaled promotion plus the group cursor
+        # overflow the math warpgroups' registers: 128-row tiles at most.
+        cfg = _config.GemmConfig(128, cfg.block_n, _config._max_stages(
+            128, cfg.block_n, 1, 4, True), cfg.cluster)
+    if cfg.cluster > 2:
+        cfg = dataclasses.replace(cfg, cluster=2)
+    operands = [a_t, sa.astype(jnp.float32), b_t, sb_p, sizes]
+    if c is not None:
+        operands.append(_pad_axis(c.astype(jnp.float32), 2, n_align))
+    _ext.ensure_registered()
+    call = jax.ffi.ffi_call(
+        _ext.K_GROUPED_TARGET, jax.ShapeDtypeStruct((groups, m, n_pad), jnp.float32),
+        vmap_method="sequential", input_output_aliases={5: 0} if c is not None else None)
+    d = call(*operands, kernel="k_grouped_fp8_gemm", m=int(m), n=int(n_pad),
+             k=int(rows * layout.SCALE_BLOCK), block_m=int(cfg.block_m),
+             block_n=int(cfg.block_n), stages=int(cfg.stages), band_n=int(cfg.band_n),
+             out_f32=1, accumulate=int(c is not None), sb_per_row=1, cluster=int(cfg.cluster),
+             masked=0, num_sms=int(num_sms or 0), smem_override=int(_smem_override))
+    return d if n_pad == n else d[:, :, :n]
+
+
 KERNEL_IMPLS["fp8_gemm_nt"] = fp8_gemm_nt
 KERNEL_IMPLS["bf16_gemm_nt"] = bf16_gemm_nt
 
@@ -202,14 +263,15 @@ KERNEL_IMPLS["bf16_gemm_nt"] = bf16_gemm_nt
 GROUPED_IMPLS = {
     "m_grouped_fp8_gemm_nt_contiguous": m_grouped_fp8_gemm_nt_contiguous,
     "m_grouped_fp8_gemm_nt_masked": m_grouped_fp8_gemm_nt_masked,
+    "k_grouped_fp8_gemm_tn_contiguous": k_grouped_fp8_gemm_tn_contiguous,
 }
 if os.environ.get("JAXGEMM_GROUPED_KERNELS", "0") not in ("", "0"):
     KERNEL_IMPLS.update(GROUPED_IMPLS)
 
 
 def _dense_attrs(kernel, n, k, bm, bn, stages, *, out_f32=0, accumulate=0, sb_per_row=0,
-                 cluster=1, masked=0):
-    return dict(kernel=kernel, n=n, k=k, block_m=bm, block_n=bn, stages=stages, band_n=16,
+                 cluster=1, masked=0, m=0):
+    return dict(kernel=kernel, m=m, n=n, k=k, block_m=bm, block_n=bn, stages=stages, band_n=16,
                 out_f32=out_f32, accumulate=accumulate, sb_per_row=sb_per_row, cluster=cluster,
                 masked=masked, num_sms=0, smem_override=0)
 
@@ -229,6 +291,10 @@ SAMPLE_SPECS: list[dict] = [
     _dense_attrs("m_grouped_fp8_gemm_nt", 4096, 7168, 128, 128, 5),
     _dense_attrs("m_grouped_fp8_gemm_nt", 7168, 3072, 256, 128, 3, cluster=2),
     _dense_attrs("m_grouped_fp8_gemm_nt", 4096, 2048, 64, 112, 8, masked=1),
+    _dense_attrs("k_grouped_fp8_gemm", 7168, 33024, 128, 128, 4, out_f32=1, sb_per_row=1, m=4096,
+                 accumulate=1),
+    _dense_attrs("k_grouped_fp8_gemm", 2048, 8448, 128, 192, 4, out_f32=1, sb_per_row=1, m=7168,
+                 cluster=2),
 ]
 
 

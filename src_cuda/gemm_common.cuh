@@ -111,9 +111,11 @@ struct TileStore {
 
   // `ring` is this warpgroup's staging ring; `seq` counts the slabs this
   // warpgroup has staged so far (kept across tiles); `wg_thread` in [0, 128).
+  // `group` >= 0 selects a 3-D D [groups, M, N] (TMA clips rows per group).
   __device__ __forceinline__ static void run(const float* acc, unsigned char* ring,
                                              const TmaDesc* desc_d, u32 row0, u32 col0, u32 m,
-                                             u32 n, u32 wg_thread, u32 barrier_id, u32& seq) {
+                                             u32 n, u32 wg_thread, u32 barrier_id, u32& seq,
+                                             int group = -1) {
     const u32 warp = wg_thread / 32, lane = wg_thread % 32;
     const u32 r = warp * 16 + lane / 4, q = lane % 4;
 #pragma unroll
@@ -141,10 +143,16 @@ struct TileStore {
       if (wg_thread == 0) {
         const u32 col = col0 + s * kSlabCols;
         if (row0 < m && col < n) {
-          if constexpr (kReduceAdd)
+          if (group >= 0) {
+            if constexpr (kReduceAdd)
+              tma_reduce_add_3d(desc_d, buf, col, row0, group);
+            else
+              tma_store_3d(desc_d, buf, col, row0, group);
+          } else if constexpr (kReduceAdd) {
             tma_reduce_add_2d(desc_d, buf, col, row0);
-          else
+          } else {
             tma_store_2d(desc_d, buf, col, row0);
+          }
         }
         tma_store_commit();  // one group per slab, empty or not: keeps the count exact
       }

@@ -107,6 +107,23 @@ __device__ __forceinline__ void tma_reduce_add_2d(const TmaDesc* desc, const voi
       "r"(smem_addr(src)), "r"(c0), "r"(c1)
       : "memory");
 }
+// 3-D variants (a [groups, rows, cols] tensor; TMA clips each group's rows).
+__device__ __forceinline__ void tma_store_3d(const TmaDesc* desc, const void* src, int c0, int c1,
+                                             int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];" ::"l"(
+          reinterpret_cast<u64>(desc)),
+      "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+__device__ __forceinline__ void tma_reduce_add_3d(const TmaDesc* desc, const void* src, int c0,
+                                                  int c1, int c2) {
+  asm volatile(
+      "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.bulk_group [%0, {%2, %3, %4}], [%1];" ::"l"(
+          reinterpret_cast<u64>(desc)),
+      "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
 __device__ __forceinline__ void tma_store_commit() {
   asm volatile("cp.async.bulk.commit_group;" ::: "memory");
 }

@@ -83,3 +83,34 @@ def test_masked(masked):
     out = jax.jit(lambda a, b, s: jaxgemm.m_grouped_fp8_gemm_nt_masked(a, b, s, expected_m=64))(
         qa, qb, mm)
     _check(out, O.m_grouped_masked(qa, qb, np.asarray(masked)))
+
+
+@pytest.fixture
+def k_grouped_kernel(monkeypatch):
+    monkeypatch.setitem(_kernels.KERNEL_IMPLS, "k_grouped_fp8_gemm_tn_contiguous",
+                        _kernels.k_grouped_fp8_gemm_tn_contiguous)
+    jax.clear_caches()
+    yield
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize("sizes", [[300, 0, 650, 1], [512, 512], [0, 0, 0], [1000, 900],
+                                   [-3, 130, 255]])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_k_grouped(sizes, accumulate, k_grouped_kernel):
+    k_total, m, n = 1200, 384, 264
+    g = len(sizes)
+    gs = jnp.asarray(sizes, jnp.int32)
+    x = jnp.asarray(_rng.standard_normal((k_total, m), np.float32))
+    y = jnp.asarray(_rng.standard_normal((k_total, n), np.float32))
+    qa = jaxgemm.per_token_cast_to_fp8_grouped(x, gs)
+    qb = jaxgemm.per_token_cast_to_fp8_grouped(y, gs)
+    c = jnp.asarray(_rng.standard_normal((g, m, n), np.float32)) if accumulate else None
+    out = jax.jit(lambda a, b, s, c: jaxgemm.k_grouped_fp8_gemm_tn_contiguous(a, b, s, c=c))(
+        qa, qb, gs, c)
+    ref = O.k_grouped(qa, qb, np.asarray(sizes), None if c is None else np.asarray(c))
+    out = np.asarray(out, np.float64)
+    assert np.isfinite(out).all()
+    denom = (out * out + ref * ref).sum()
+    assert (1 - 2 * (out * ref).sum() / denom if denom else 0.0) < 1e-5
+    assert np.abs(out - ref).max() <= 1e-3 * (np.abs(ref).max() + 1e-9)

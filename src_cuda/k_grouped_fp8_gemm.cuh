@@ -1,0 +1,223 @@
+// k-grouped FP8 GEMM (MoE weight gradient), group sizes on the device.
+//
+// D[g] (+)= A_g^T B_g for g < G, where group g owns a ragged run of tokens.
+// The operands arrive K-major and GROUP-PADDED (jaxgemm/_kernels.py builds
+// this layout, fused with the transpose the FP8 wgmma needs anyway): A
+// [M, R*128] and B [N, R*128] hold group g's tokens in the 128-token blocks
+// [blk_off_g, blk_off_g + ceil(k_g/128)), blk_off_g = sum_{h<g} ceil(k_h/128),
+// zero past each group's last token.  Scales are the 1x128 group-aligned
+// token-axis scales of per_token_cast_to_fp8_grouped: sa [R, M], sb [R, N]
+// (one row per block), so every block of a unit has one scale per output row
+// and one per output column.  `sizes` are the clamped group sizes.
+//
+// Pipeline as in fp8_gemm_nt.cuh with per-row B scales (TMA'd per stage from
+// sb) and per-row A scales (cp.async'd by the loader warp, coalesced along
+// M).  A unit is (group, M tile, N tile); its K loop runs over the group's
+// blocks; an empty group stores zeros (or leaves D = C when accumulating).
+// D is [G, M, N] FP32, written with 3-D TMA stores / reduce-adds so a tile
+// never spills into the next group's rows.
+#pragma once
+
+#include "gemm_common.cuh"
+#include "wgmma.cuh"
+
+namespace jaxgemm {
+
+// Units in group-major order, banded over N inside a group like the dense
+// scheduler; a cursor turns the device-side sizes into block offsets.
+template <u32 BLOCK_M, u32 kBandN, u32 kCluster>
+struct KGroupedScheduler {
+  const int* sizes;
+  u32 groups, num_m_blocks, num_n_groups, units_per_group, num_units;
+  u32 cur_group = 0, cur_blk_off = 0;
+
+  __device__ KGroupedScheduler(const int* sizes_, u32 groups_, u32 m, u32 n, u32 block_n)
+      : sizes(sizes_), groups(groups_) {
+    num_m_blocks = (m + BLOCK_M - 1) / BLOCK_M;
+    num_n_groups = ((n + block_n - 1) / block_n + kCluster - 1) / kCluster;
+    units_per_group = num_m_blocks * num_n_groups;
+    num_units = groups * units_per_group;
+  }
+  __device__ __forceinline__ static u32 first_unit() { return blockIdx.x / kCluster; }
+  __device__ __forceinline__ static u32 unit_stride() { return gridDim.x / kCluster; }
+  __device__ __forceinline__ static u32 blocks_of(int size) {
+    return size <= 0 ? 0u : (static_cast<u32>(size) + 127) / 128;
+  }
+
+  // Unit t (non-decreasing across calls): group, M block, N block and the
+  // group's K blocks [blk_begin, blk_begin + num_blks).
+  __device__ __forceinline__ void tile(u32 t, u32 rank, u32& g, u32& m_block, u32& n_block,
+                                       u32& blk_begin, u32& num_blks) {
+    g = t / units_per_group;
+    while (cur_group < g) cur_blk_off += blocks_of(__ldg(sizes + cur_group++));
+    blk_begin = cur_blk_off;
+    num_blks = blocks_of(__ldg(sizes + g));
+    const u32 u = t - g * units_per_group;
+    const u32 band_units = kBandN * num_m_blocks;
+    const u32 band = u / band_units;
+    const u32 first = band * kBandN;
+    const u32 width = min(kBandN, num_n_groups - first);
+    const u32 r = u - band * band_units;
+    m_block = r / width;
+    n_block = (first + r % width) * kCluster + rank;
+  }
+};
+
+template <u32 SHAPE_M, u32 SHAPE_N, u32 BLOCK_M, u32 BLOCK_N, u32 kStages, bool kAccumulate,
+          u32 kBandN, u32 kCluster>
+__global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
+    k_grouped_fp8_gemm_kernel(const __grid_constant__ TmaDesc tm_a,
+                              const __grid_constant__ TmaDesc tm_b,
+                              const __grid_constant__ TmaDesc tm_d,
+                              const __grid_constant__ TmaDesc tm_sb,
+                              const float* __restrict__ sa, const int* __restrict__ sizes,
+                              u32 groups) {
+  constexpr u32 BLOCK_K = 128;
+  constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
+  constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
+  constexpr u32 kMathThreads = kMathWG * 128;
+  constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1, 4, true);
+  using Mma = WgmmaFp8<BLOCK_N>;
+  using Store = TileStore<BLOCK_N, true, kAccumulate>;
+  using Sched = KGroupedScheduler<BLOCK_M, kBandN, kCluster>;
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
+  static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
+  static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
+  static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
+  static_assert(kCluster == 1 || kCluster == 2, "cluster of 1 or 2 CTAs");
+  constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* smem_d = smem;
+  unsigned char* smem_a = smem_d + kPlan.d_tile;
+  unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
+  unsigned char* smem_sb = smem_b + kStages * kPlan.b_stage;
+  unsigned char* smem_sf = smem_sb + kStages * kPlan.sb_stage;
+  u64* bars = reinterpret_cast<u64*>(smem_sf + kStages * kPlan.sf_stage);
+  const Ring<kStages, kCluster> ring{bars, bars + kStages};
+
+  const u32 tid = threadIdx.x;
+  const u32 wg = tid / 128;
+  const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
+  if (tid == kMathThreads) {
+    tma_prefetch_desc(&tm_a);
+    tma_prefetch_desc(&tm_b);
+    tma_prefetch_desc(&tm_d);
+    tma_prefetch_desc(&tm_sb);
+    ring.init(kMathWG * 4, 1 + 32);
+  }
+  if constexpr (kCluster > 1)
+    cluster_sync();
+  else
+    __syncthreads();
+
+  Sched sched(sizes, groups, SHAPE_M, SHAPE_N, BLOCK_N);
+
+  if (wg == kMathWG) {
+    // ---------------- producer warpgroup ----------------
+    warpgroup_reg_dealloc<kProducerRegs>();
+    const u32 ptid = tid - kMathThreads;
+    if (ptid == 0) {
+      constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage + BLOCK_N * 4;
+      u32 stage = 0, phase = 0;
+      for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
+        u32 g, mb, nb, blk0, nblk;
+        sched.tile(t, rank, g, mb, nb, blk0, nblk);
+        for (u32 i = 0; i < nblk; ++i) {
+          const u32 kb = blk0 + i;
+          mbar_wait(&ring.empty[stage], phase ^ 1);
+          u64* bar = &ring.full[stage];
+          load_a_stage<BLOCK_M, kCluster>(smem_a + stage * kPlan.a_stage, &tm_a, bar,
+                                          kb * BLOCK_K, mb * BLOCK_M, rank);
+          tma_load_2d(smem_b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
+          tma_load_2d(smem_sb + stage * kPlan.sb_stage, &tm_sb, bar, nb * BLOCK_N, kb);
+          mbar_arrive_expect_tx(bar, kStageBytes);
+          if (++stage == kStages) stage = 0, phase ^= 1;
+        }
+      }
+    } else if (ptid >= 32 && ptid < 64) {
+      // A scales of the block's tile rows: sa[kb, m0 + r], coalesced along M.
+      const u32 lane = ptid - 32;
+      u32 stage = 0, phase = 0;
+      for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
+        u32 g, mb, nb, blk0, nblk;
+        sched.tile(t, rank, g, mb, nb, blk0, nblk);
+        for (u32 i = 0; i < nblk; ++i) {
+          const u32 kb = blk0 + i;
+          mbar_wait(&ring.empty[stage], phase ^ 1);
+          float* sf = reinterpret_cast<float*>(smem_sf + stage * kPlan.sf_stage);
+#pragma unroll
+          for (u32 j = 0; j < BLOCK_M / 32; ++j) {
+            const u32 row = mb * BLOCK_M + j * 32 + lane;
+            const bool ok = row < SHAPE_M;
+            cp_async_4(sf + j * 32 + lane, sa + (ok ? static_cast<u64>(kb) * SHAPE_M + row : 0), ok);
+          }
+          cp_async_mbar_arrive(&ring.full[stage]);
+          if (++stage == kStages) stage = 0, phase ^= 1;
+        }
+      }
+    }
+  } else {
+    // ---------------- math warpgroups ----------------
+    warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
+    const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
+    const u32 q = lane % 4;
+    u32 stage = 0, phase = 0, store_seq = 0;
+    for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
+      u32 g, mb, nb, blk0, nblk;
+      sched.tile(t, rank, g, mb, nb, blk0, nblk);
+      float fin[kWaves][Mma::kNumAccum];
+      float acc[Mma::kNumAccum];
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+        for (u32 i = 0; i < Mma::kNumAccum; ++i) fin[w][i] = 0.f;
+
+      for (u32 i = 0; i < nblk; ++i) {
+        mbar_wait(&ring.full[stage], phase);
+        const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
+        const float* sbs = reinterpret_cast<const float*>(smem_sb + stage * kPlan.sb_stage);
+        const float* sfs = reinterpret_cast<const float*>(smem_sf + stage * kPlan.sf_stage);
+#pragma unroll
+        for (u32 w = 0; w < kWaves; ++w) {
+          const u32 r = (wg * kWaves + w) * 64 + warp * 16 + lane / 4;
+          const float a0 = sfs[r], a1 = sfs[r + 8];
+          const u64 da =
+              smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
+#pragma unroll
+          for (u32 x = 0; x < Mma::kNumAccum; ++x) reg_fence(acc[x]);
+          wgmma_fence();
+#pragma unroll
+          for (u32 k = 0; k < BLOCK_K / 32; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, k > 0);
+          wgmma_commit();
+#pragma unroll
+          for (u32 x = 0; x < Mma::kNumAccum; ++x) reg_fence(acc[x]);
+          wgmma_wait<0>();
+#pragma unroll
+          for (u32 j = 0; j < BLOCK_N / 8; ++j) {
+            const float2 bs = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
+            fin[w][4 * j + 0] += acc[4 * j + 0] * (a0 * bs.x);
+            fin[w][4 * j + 1] += acc[4 * j + 1] * (a0 * bs.y);
+            fin[w][4 * j + 2] += acc[4 * j + 2] * (a1 * bs.x);
+            fin[w][4 * j + 3] += acc[4 * j + 3] * (a1 * bs.y);
+          }
+        }
+        __syncwarp();
+        ring.release(stage, lane);
+        if (++stage == kStages) stage = 0, phase ^= 1;
+      }
+      // An empty group leaves D[g] = C[g] when accumulating.
+      if (kAccumulate && nblk == 0) continue;
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w)
+        Store::run(fin[w], smem_d + wg * Store::kBytes, &tm_d,
+                   mb * BLOCK_M + (wg * kWaves + w) * 64, nb * BLOCK_N, SHAPE_M, SHAPE_N,
+                   wg_thread, 1 + wg, store_seq, static_cast<int>(g));
+    }
+    Store::drain(wg_thread);
+  }
+  if constexpr (kCluster > 1) cluster_sync();
+}
+
+}  // namespace jaxgemm
