@@ -61,7 +61,7 @@ def _attrs(kernel, n, k, cfg, out_f32, accumulate, sb_per_row):
 def _compile(attrs):
     _ext.ensure_jit()
     try:
-        _ext.native.compile_dense(attrs)
+        _ext.native.compile_kernel(attrs)
         return None
     except Exception as e:  # noqa: BLE001
         return str(e)[:200]

@@ -7,8 +7,8 @@
 
 namespace jaxgemm {
 
-DenseGemmSpec DenseGemmSpec::from_attrs(const DenseGemmAttrs& a) {
-  DenseGemmSpec s;
+GemmSpec GemmSpec::from_attrs(const GemmAttrs& a) {
+  GemmSpec s;
   s.kernel = std::string(a.kernel);
   s.m = a.m;
   s.n = a.n;
@@ -27,11 +27,11 @@ DenseGemmSpec DenseGemmSpec::from_attrs(const DenseGemmAttrs& a) {
   return s;
 }
 
-unsigned DenseGemmSpec::threads() const {
+unsigned GemmSpec::threads() const {
   return jaxgemm_plan::gemm_threads(static_cast<unsigned>(block_m));
 }
 
-unsigned DenseGemmSpec::smem_bytes() const {
+unsigned GemmSpec::smem_bytes() const {
   if (smem_override > 0) return static_cast<unsigned>(smem_override);
   return jaxgemm_plan::gemm_smem_plan(static_cast<unsigned>(block_m),
                                       static_cast<unsigned>(block_n),
@@ -41,7 +41,7 @@ unsigned DenseGemmSpec::smem_bytes() const {
       .total;
 }
 
-bool DenseGemmSpec::validate(std::string* error) const {
+bool GemmSpec::validate(std::string* error) const {
   std::ostringstream e;
   if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt" && kernel != "m_grouped_fp8_gemm_nt" &&
       kernel != "k_grouped_fp8_gemm")
@@ -74,7 +74,7 @@ bool DenseGemmSpec::validate(std::string* error) const {
   return false;
 }
 
-KernelRequest DenseGemmSpec::request() const {
+KernelRequest GemmSpec::request() const {
   std::ostringstream args;
   if (is_k_grouped()) {
     args << m << ", " << n << ", " << block_m << ", " << block_n << ", " << stages << ", "
@@ -102,7 +102,7 @@ KernelRequest DenseGemmSpec::request() const {
   return r;
 }
 
-std::string DenseGemmSpec::describe() const {
+std::string GemmSpec::describe() const {
   std::ostringstream s;
   s << kernel << (m ? " m=" + std::to_string(m) : std::string()) << " n=" << n << " k=" << k << " block=" << block_m << "x" << block_n
     << " stages=" << stages << " band_n=" << band_n << " cluster=" << cluster << " out=" << (out_f32 ? "f32" : "bf16")

@@ -11,9 +11,9 @@
 
 namespace jaxgemm {
 
-// Attributes of a dense GEMM custom call (all i64 except `kernel`).  The
+// Attributes of every GEMM custom call (all i64 except `kernel`).  The
 // Python side (jaxgemm/_kernels.py) passes exactly these names.
-struct DenseGemmAttrs {
+struct GemmAttrs {
   std::string_view kernel;  // fp8_gemm_nt, bf16_gemm_nt, m_grouped_fp8_gemm_nt, k_grouped_fp8_gemm
   int64_t m, n, k;          // compile-time problem shape (m: k-grouped only; else M is a run-time value)
   int64_t block_m, block_n, stages, band_n;
@@ -24,14 +24,14 @@ struct DenseGemmAttrs {
   int64_t smem_override;    // tests only: launch with this much dynamic smem (0 = planned)
 };
 
-struct DenseGemmSpec {
+struct GemmSpec {
   std::string kernel;
   int64_t m = 0, n = 0, k = 0, block_m = 0, block_n = 0, stages = 0, band_n = 0, cluster = 1;
   bool masked = false;
   bool out_f32 = false, accumulate = false, sb_per_row = false;
   int64_t num_sms = 0, smem_override = 0;
 
-  static DenseGemmSpec from_attrs(const DenseGemmAttrs& a);
+  static GemmSpec from_attrs(const GemmAttrs& a);
   bool is_fp8() const { return kernel != "bf16_gemm_nt"; }
   bool is_grouped() const { return kernel == "m_grouped_fp8_gemm_nt"; }
   bool is_k_grouped() const { return kernel == "k_grouped_fp8_gemm"; }

@@ -13,7 +13,7 @@ namespace jaxgemm {
 
 struct KernelState {
   static xla::ffi::TypeId id;
-  DenseGemmSpec dense;
+  GemmSpec spec;
   LoadedKernel kernel;
 };
 

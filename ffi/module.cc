@@ -6,7 +6,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "cuda_driver.h"
-#include "dense_handlers.h"
+#include "handlers.h"
 #include "gemm_spec.h"
 #include "jit_cache.h"
 #include "kernel_state.h"
@@ -29,12 +29,12 @@ nb::dict stage_bundle(void* instantiate, void* initialize, void* execute) {
   return d;
 }
 
-jaxgemm::DenseGemmSpec dense_spec_from_dict(const nb::dict& a) {
+jaxgemm::GemmSpec spec_from_dict(const nb::dict& a) {
   auto get = [&](const char* k) -> int64_t {
     if (!a.contains(k)) throw nb::key_error(k);
     return nb::cast<int64_t>(a[k]);
   };
-  jaxgemm::DenseGemmSpec s;
+  jaxgemm::GemmSpec s;
   s.kernel = nb::cast<std::string>(a["kernel"]);
   s.m = a.contains("m") ? get("m") : 0;
   s.n = get("n");
@@ -84,16 +84,16 @@ NB_MODULE(_jaxgemm_ext, m) {
   m.def("registrations", []() {
     nb::dict d;
     d["jaxgemm_dense_gemm"] =
-        stage_bundle(reinterpret_cast<void*>(JaxgemmDenseInstantiate),
-                     reinterpret_cast<void*>(JaxgemmDenseInitialize),
+        stage_bundle(reinterpret_cast<void*>(JaxgemmInstantiate),
+                     reinterpret_cast<void*>(JaxgemmInitialize),
                      reinterpret_cast<void*>(JaxgemmDenseExecute));
     d["jaxgemm_grouped_gemm"] =
-        stage_bundle(reinterpret_cast<void*>(JaxgemmDenseInstantiate),
-                     reinterpret_cast<void*>(JaxgemmDenseInitialize),
+        stage_bundle(reinterpret_cast<void*>(JaxgemmInstantiate),
+                     reinterpret_cast<void*>(JaxgemmInitialize),
                      reinterpret_cast<void*>(JaxgemmGroupedExecute));
     d["jaxgemm_k_grouped_gemm"] =
-        stage_bundle(reinterpret_cast<void*>(JaxgemmDenseInstantiate),
-                     reinterpret_cast<void*>(JaxgemmDenseInitialize),
+        stage_bundle(reinterpret_cast<void*>(JaxgemmInstantiate),
+                     reinterpret_cast<void*>(JaxgemmInitialize),
                      reinterpret_cast<void*>(JaxgemmKGroupedExecute));
     return d;
   });
@@ -134,13 +134,13 @@ NB_MODULE(_jaxgemm_ext, m) {
     d["nvrtc_options"] = opts;
     return d;
   });
-  // Compiles (or loads from the cache) a dense kernel from a dict of the
+  // Compiles (or loads from the cache) a kernel from a dict of the
   // custom call's attributes, without touching a GPU.  Used by the CPU tests
   // and by warm-up tools.
   m.def(
-      "compile_dense",
+      "compile_kernel",
       [](const nb::dict& attrs, bool want_cubin) {
-        jaxgemm::DenseGemmSpec spec = dense_spec_from_dict(attrs);
+        jaxgemm::GemmSpec spec = spec_from_dict(attrs);
         std::string error;
         if (!spec.validate(&error)) throw nb::value_error(error.c_str());
         jaxgemm::KernelBinary bin;

@@ -269,7 +269,7 @@ if os.environ.get("JAXGEMM_GROUPED_KERNELS", "0") not in ("", "0"):
     KERNEL_IMPLS.update(GROUPED_IMPLS)
 
 
-def _dense_attrs(kernel, n, k, bm, bn, stages, *, out_f32=0, accumulate=0, sb_per_row=0,
+def _gemm_attrs(kernel, n, k, bm, bn, stages, *, out_f32=0, accumulate=0, sb_per_row=0,
                  cluster=1, masked=0, m=0):
     return dict(kernel=kernel, m=m, n=n, k=k, block_m=bm, block_n=bn, stages=stages, band_n=16,
                 out_f32=out_f32, accumulate=accumulate, sb_per_row=sb_per_row, cluster=cluster,
@@ -279,21 +279,21 @@ def _dense_attrs(kernel, n, k, bm, bn, stages, *, out_f32=0, accumulate=0, sb_pe
 #: One representative instance per kernel source and variant; the CPU tests
 #: compile each with NVRTC and read its SASS.
 SAMPLE_SPECS: list[dict] = [
-    _dense_attrs("fp8_gemm_nt", 2112, 7168, 128, 112, 6),
-    _dense_attrs("fp8_gemm_nt", 4096, 7168, 64, 16, 12, cluster=4),
-    _dense_attrs("fp8_gemm_nt", 7168, 16384, 128, 192, 4, cluster=2),
-    _dense_attrs("fp8_gemm_nt", 7168, 16384, 256, 128, 3, cluster=2),
-    _dense_attrs("fp8_gemm_nt", 4096, 7168, 128, 128, 4, out_f32=1, accumulate=1, sb_per_row=1),
-    _dense_attrs("fp8_gemm_nt", 4096, 2048, 128, 160, 4, out_f32=1),
-    _dense_attrs("bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
-    _dense_attrs("bf16_gemm_nt", 4096, 7168, 256, 128, 3),
-    _dense_attrs("bf16_gemm_nt", 2112, 7168, 64, 64, 8, out_f32=1, accumulate=1),
-    _dense_attrs("m_grouped_fp8_gemm_nt", 4096, 7168, 128, 128, 5),
-    _dense_attrs("m_grouped_fp8_gemm_nt", 7168, 3072, 256, 128, 3, cluster=2),
-    _dense_attrs("m_grouped_fp8_gemm_nt", 4096, 2048, 64, 112, 8, masked=1),
-    _dense_attrs("k_grouped_fp8_gemm", 7168, 33024, 128, 128, 4, out_f32=1, sb_per_row=1, m=4096,
+    _gemm_attrs("fp8_gemm_nt", 2112, 7168, 128, 112, 6),
+    _gemm_attrs("fp8_gemm_nt", 4096, 7168, 64, 16, 12, cluster=4),
+    _gemm_attrs("fp8_gemm_nt", 7168, 16384, 128, 192, 4, cluster=2),
+    _gemm_attrs("fp8_gemm_nt", 7168, 16384, 256, 128, 3, cluster=2),
+    _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 128, 4, out_f32=1, accumulate=1, sb_per_row=1),
+    _gemm_attrs("fp8_gemm_nt", 4096, 2048, 128, 160, 4, out_f32=1),
+    _gemm_attrs("bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
+    _gemm_attrs("bf16_gemm_nt", 4096, 7168, 256, 128, 3),
+    _gemm_attrs("bf16_gemm_nt", 2112, 7168, 64, 64, 8, out_f32=1, accumulate=1),
+    _gemm_attrs("m_grouped_fp8_gemm_nt", 4096, 7168, 128, 128, 5),
+    _gemm_attrs("m_grouped_fp8_gemm_nt", 7168, 3072, 256, 128, 3, cluster=2),
+    _gemm_attrs("m_grouped_fp8_gemm_nt", 4096, 2048, 64, 112, 8, masked=1),
+    _gemm_attrs("k_grouped_fp8_gemm", 7168, 33024, 128, 128, 4, out_f32=1, sb_per_row=1, m=4096,
                  accumulate=1),
-    _dense_attrs("k_grouped_fp8_gemm", 2048, 8448, 128, 192, 4, out_f32=1, sb_per_row=1, m=7168,
+    _gemm_attrs("k_grouped_fp8_gemm", 2048, 8448, 128, 192, 4, out_f32=1, sb_per_row=1, m=7168,
                  cluster=2),
 ]
 

@@ -51,7 +51,7 @@ def test_every_kernel_source_has_a_sample():
 
 @pytest.mark.parametrize("spec", _kernels.SAMPLE_SPECS, ids=_kernels.sample_spec_id)
 def test_compiles_for_sm90a_without_spills(spec, fresh_cache):
-    info = _ext.native.compile_dense(spec, True)
+    info = _ext.native.compile_kernel(spec, True)
     assert info["cubin_size"] > 0 and not info["cache_hit"]
     log = info["log"]
     assert "sm_90a" in log
@@ -73,7 +73,7 @@ def test_disk_cache_hits_in_a_new_process(tmp_path):
         import json, sys
         from jaxgemm import _ext, _kernels
         _ext.ensure_jit()
-        info = _ext.native.compile_dense(_kernels.SAMPLE_SPECS[0])
+        info = _ext.native.compile_kernel(_kernels.SAMPLE_SPECS[0])
         print(json.dumps({{"hit": info["cache_hit"], "s": info["seconds"]}}))
     """)
     env = dict(os.environ, JAXGEMM_CACHE_DIR=str(tmp_path))
@@ -92,7 +92,7 @@ def test_concurrent_compiles_share_one_entry(tmp_path):
     script = textwrap.dedent("""
         from jaxgemm import _ext, _kernels
         _ext.ensure_jit()
-        _ext.native.compile_dense(_kernels.SAMPLE_SPECS[1])
+        _ext.native.compile_kernel(_kernels.SAMPLE_SPECS[1])
     """)
     env = dict(os.environ, JAXGEMM_CACHE_DIR=str(tmp_path))
     procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(3)]
@@ -104,11 +104,11 @@ def test_concurrent_compiles_share_one_entry(tmp_path):
 def test_compile_error_carries_the_nvrtc_log(fresh_cache):
     bad = dict(_kernels.SAMPLE_SPECS[0], block_n=20)  # wgmma N must be a multiple of 8
     with pytest.raises(RuntimeError, match="(?s)NVRTC failed.*multiple of 8"):
-        _ext.native.compile_dense(bad)
+        _ext.native.compile_kernel(bad)
 
 
 def test_invalid_spec_is_rejected_before_compiling():
     with pytest.raises(ValueError, match="unknown kernel"):
-        _ext.native.compile_dense(dict(_kernels.SAMPLE_SPECS[0], kernel="nope"))
+        _ext.native.compile_kernel(dict(_kernels.SAMPLE_SPECS[0], kernel="nope"))
     with pytest.raises(ValueError, match="multiple of 16"):
-        _ext.native.compile_dense(dict(_kernels.SAMPLE_SPECS[0], k=100))
+        _ext.native.compile_kernel(dict(_kernels.SAMPLE_SPECS[0], k=100))

@@ -1,0 +1,150 @@
+// Execute handlers of jaxgemm_grouped_gemm (m-grouped FP8, contiguous or
+// masked) and jaxgemm_k_grouped_gemm (k-grouped FP8 weight gradient).  The
+// group sizes stay on the device: the kernels read them; the host only
+// bounds the number of tiles to size the persistent grid.
+#include <algorithm>
+#include <cstring>
+
+#include "handler_common.h"
+#include "handlers.h"
+#include "layout.h"
+#include "smem_plan.h"
+#include "tma_desc.h"
+
+namespace ffi = xla::ffi;
+
+namespace jaxgemm {
+namespace {
+
+// m-grouped FP8: a, sa, b, sb, sizes -> d.  A is [M, K] (contiguous) or
+// [G, M_max, K] (masked); the kernel reads the group sizes on the device.
+ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArgs args,
+                          ffi::Result<ffi::AnyBuffer> d) {
+  const GemmSpec& spec = state->spec;
+  std::string error;
+  const CudaDriver* drv = cuda_driver(&error);
+  if (drv == nullptr) return internal(error, spec);
+  if (args.size() != 5) return internal("expected a, sa, b, sb, group sizes", spec);
+  auto a = args.get<ffi::AnyBuffer>(0).value();
+  auto sa = args.get<ffi::AnyBuffer>(1).value();
+  auto b = args.get<ffi::AnyBuffer>(2).value();
+  auto sb = args.get<ffi::AnyBuffer>(3).value();
+  auto sizes = args.get<ffi::AnyBuffer>(4).value();
+  const int64_t groups = b.dimensions().size() == 3 ? b.dimensions()[0] : -1;
+  const auto ad = a.dimensions();
+  const int64_t rows = spec.masked ? (ad.size() == 3 ? ad[0] * ad[1] : -1)
+                                   : (ad.size() == 2 ? ad[0] : -1);
+  const int64_t m = spec.masked ? (ad.size() == 3 ? ad[1] : -1) : rows;
+  const int64_t kb = layout::num_scale_blocks(spec.k);
+  const auto out_type = spec.out_f32 ? ffi::DataType::F32 : ffi::DataType::BF16;
+  if (spec.masked) {
+    if (auto e = check_dims("a", a, ffi::DataType::F8E4M3FN, {groups, m, spec.k}, spec); e.failure()) return e;
+    if (auto e = check_dims("a.scale", sa, ffi::DataType::F32, {groups, m, kb}, spec); e.failure()) return e;
+    if (auto e = check_dims("d", *d, out_type, {groups, m, spec.n}, spec); e.failure()) return e;
+  } else {
+    if (auto e = check_dims("a", a, ffi::DataType::F8E4M3FN, {rows, spec.k}, spec); e.failure()) return e;
+    if (auto e = check_dims("a.scale", sa, ffi::DataType::F32, {rows, kb}, spec); e.failure()) return e;
+    if (auto e = check_dims("d", *d, out_type, {rows, spec.n}, spec); e.failure()) return e;
+  }
+  if (auto e = check_dims("b", b, ffi::DataType::F8E4M3FN, {groups, spec.n, spec.k}, spec); e.failure()) return e;
+  if (auto e = check_dims("b.scale", sb, ffi::DataType::F32,
+                          {groups, layout::num_scale_blocks(spec.n), kb}, spec);
+      e.failure())
+    return e;
+  if (auto e = check_dims("group sizes", sizes, ffi::DataType::S32, {groups}, spec); e.failure()) return e;
+  if (rows <= 0) return ffi::Error::Success();
+
+  // Units are only known on the device; bound them: every segment adds at
+  // most one partial row tile.
+  const int64_t segments = spec.masked ? 2 * groups : groups + 1;
+  const int64_t units = (layout::ceil_div(rows, spec.block_m) + segments) *
+                        layout::ceil_div(layout::ceil_div(spec.n, spec.block_n), spec.cluster);
+  unsigned grid = 0;
+  if (!persistent_grid(state, units, &grid, &error)) return internal(error, spec);
+
+  CUtensorMap tm_a, tm_b;
+  bool ok = make_tma_2d(*drv, &tm_a, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.untyped_data(), spec.k, rows,
+                        spec.k, 128, spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B,
+                        &error) &&
+            make_tma_2d(*drv, &tm_b, CU_TENSOR_MAP_DATA_TYPE_UINT8, b.untyped_data(), spec.k,
+                        groups * spec.n, spec.k, 128, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B,
+                        &error);
+  if (!ok) return internal(error, spec);
+  const void* sa_ptr = sa.untyped_data();
+  const void* sb_ptr = sb.untyped_data();
+  const void* sizes_ptr = sizes.untyped_data();
+  void* d_ptr = d->untyped_data();
+  uint32_t m32 = static_cast<uint32_t>(m), g32 = static_cast<uint32_t>(groups);
+  void* params[] = {&tm_a, &tm_b, &sa_ptr, &sb_ptr, &sizes_ptr, &d_ptr, &m32, &g32};
+  if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
+  return ffi::Error::Success();
+}
+
+// k-grouped FP8: a [M, Kpad], sa [R, M], b [N, Kpad], sb [R, N], sizes [G]
+// (clamped), optional c [G, M, N] aliased to d -> d [G, M, N] FP32.
+ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArgs args,
+                           ffi::Result<ffi::AnyBuffer> d) {
+  const GemmSpec& spec = state->spec;
+  std::string error;
+  const CudaDriver* drv = cuda_driver(&error);
+  if (drv == nullptr) return internal(error, spec);
+  if (args.size() < 5) return internal("expected a, sa, b, sb, group sizes[, c]", spec);
+  auto a = args.get<ffi::AnyBuffer>(0).value();
+  auto sa = args.get<ffi::AnyBuffer>(1).value();
+  auto b = args.get<ffi::AnyBuffer>(2).value();
+  auto sb = args.get<ffi::AnyBuffer>(3).value();
+  auto sizes = args.get<ffi::AnyBuffer>(4).value();
+  const int64_t groups = sizes.dimensions().size() == 1 ? sizes.dimensions()[0] : -1;
+  const int64_t rblocks = spec.k / 128;
+  using DT = ffi::DataType;
+  if (auto e = check_dims("a", a, DT::F8E4M3FN, {spec.m, spec.k}, spec); e.failure()) return e;
+  if (auto e = check_dims("a.scale", sa, DT::F32, {rblocks, spec.m}, spec); e.failure()) return e;
+  if (auto e = check_dims("b", b, DT::F8E4M3FN, {spec.n, spec.k}, spec); e.failure()) return e;
+  if (auto e = check_dims("b.scale", sb, DT::F32, {rblocks, spec.n}, spec); e.failure()) return e;
+  if (auto e = check_dims("group sizes", sizes, DT::S32, {groups}, spec); e.failure()) return e;
+  if (auto e = check_dims("d", *d, DT::F32, {groups, spec.m, spec.n}, spec); e.failure()) return e;
+  if (groups <= 0) return ffi::Error::Success();
+
+  const int64_t units = groups * layout::ceil_div(spec.m, spec.block_m) *
+                        layout::ceil_div(layout::ceil_div(spec.n, spec.block_n), spec.cluster);
+  unsigned grid = 0;
+  if (!persistent_grid(state, units, &grid, &error)) return internal(error, spec);
+
+  const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, 4);
+  CUtensorMap tm_a, tm_b, tm_d, tm_sb;
+  bool ok =
+      make_tma_2d(*drv, &tm_a, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.untyped_data(), spec.k, spec.m,
+                  spec.k, 128, spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
+      make_tma_2d(*drv, &tm_b, CU_TENSOR_MAP_DATA_TYPE_UINT8, b.untyped_data(), spec.k, spec.n,
+                  spec.k, 128, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
+      make_tma_2d(*drv, &tm_sb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sb.untyped_data(), spec.n,
+                  rblocks, spec.n * 4, spec.block_n, 1, CU_TENSOR_MAP_SWIZZLE_NONE, &error) &&
+      make_tma_3d(*drv, &tm_d, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, d->untyped_data(), spec.n, spec.m,
+                  groups, spec.n * 4, slab_cols, 64, swizzle_for_row_bytes(slab_cols * 4), &error);
+  if (!ok) return internal(error, spec);
+  const void* sa_ptr = sa.untyped_data();
+  const void* sizes_ptr = sizes.untyped_data();
+  uint32_t g32 = static_cast<uint32_t>(groups);
+  void* params[] = {&tm_a, &tm_b, &tm_d, &tm_sb, &sa_ptr, &sizes_ptr, &g32};
+  if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+}  // namespace jaxgemm
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmGroupedExecute, jaxgemm::GroupedExecute,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<CUstream>>()
+                                  .Ctx<ffi::State<jaxgemm::KernelState>>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>(),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmKGroupedExecute, jaxgemm::KGroupedExecute,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<CUstream>>()
+                                  .Ctx<ffi::State<jaxgemm::KernelState>>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>(),
+                              {ffi::Traits::kCmdBufferCompatible});
