@@ -82,7 +82,8 @@ KernelRequest GemmSpec::request() const {
     KernelRequest r;
     r.name = kernel;
     r.name_expression = "&jaxgemm::" + kernel + "_kernel<" + args.str() + ">";
-    r.source = "#include \"" + kernel + ".cuh\"\n";
+    r.source = "#define JAXGEMM_ONLY_WGMMA_N " + std::to_string(block_n) + "\n#include \"" +
+               kernel + ".cuh\"\n";
     return r;
   }
   args << n << ", " << k << ", " << block_m << ", " << block_n << ", " << stages << ", "
@@ -98,7 +99,8 @@ KernelRequest GemmSpec::request() const {
   r.name_expression = "&jaxgemm::" + kernel + "_kernel<" + args.str() + ">";
   // A tiny translation unit per instance: include the kernel, name the one
   // template instance (NVRTC instantiates it through the name expression).
-  r.source = "#include \"" + kernel + ".cuh\"\n";
+  r.source = "#define JAXGEMM_ONLY_WGMMA_N " + std::to_string(block_n) + "\n#include \"" +
+             kernel + ".cuh\"\n";
   return r;
 }
 

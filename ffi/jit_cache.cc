@@ -137,6 +137,11 @@ void jit_configure(const std::string& source_dir, const std::string& cache_dir) 
   g_header_digest.clear();
 }
 
+void jit_clear_memory_cache() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_memory.clear();
+}
+
 JitSettings jit_settings() {
   std::lock_guard<std::mutex> lock(g_mu);
   return g_settings;

@@ -45,6 +45,10 @@ struct KernelBinary {
 // Compiles or loads `req`.  Thread-safe.
 bool jit_build(const KernelRequest& req, KernelBinary* out, std::string* error);
 
+// Forgets the in-process cache (the disk cache stays): benchmarks use it to
+// time loads from disk.
+void jit_clear_memory_cache();
+
 // The NVRTC options every kernel is compiled with (for the record / tests).
 std::vector<std::string> jit_base_options();
 

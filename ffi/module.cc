@@ -111,6 +111,7 @@ NB_MODULE(_jaxgemm_ext, m) {
     if (!jaxgemm::nvrtc_load(path, &error)) throw std::runtime_error(error);
   });
   m.def("configure_jit", &jaxgemm::jit_configure, nb::arg("source_dir"), nb::arg("cache_dir"));
+  m.def("clear_memory_cache", &jaxgemm::jit_clear_memory_cache);
   m.def("runtime_info", []() {
     nb::dict d;
     auto s = jaxgemm::jit_settings();

@@ -3,6 +3,8 @@
 // wgmma.mma_async wrappers, both operands K-major in shared memory (the only
 // form FP8 wgmma has), FP32 accumulators in registers.  The accumulator array
 // must be indexed with compile-time constants so it stays in registers.
+// The JIT defines JAXGEMM_ONLY_WGMMA_N to the kernel's block N, so NVRTC
+// parses one shape instead of all of them.
 #pragma once
 
 namespace jaxgemm {
@@ -10,6 +12,7 @@ namespace jaxgemm {
 template <unsigned N> struct WgmmaFp8;   // m64nNk32, e4m3 x e4m3 -> f32
 template <unsigned N> struct WgmmaBf16;  // m64nNk16, bf16 x bf16 -> f32
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 8
 template <> struct WgmmaFp8<8> {
   static constexpr unsigned kNumAccum = 4;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -21,7 +24,9 @@ template <> struct WgmmaFp8<8> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 16
 template <> struct WgmmaFp8<16> {
   static constexpr unsigned kNumAccum = 8;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -33,7 +38,9 @@ template <> struct WgmmaFp8<16> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 24
 template <> struct WgmmaFp8<24> {
   static constexpr unsigned kNumAccum = 12;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -45,7 +52,9 @@ template <> struct WgmmaFp8<24> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 32
 template <> struct WgmmaFp8<32> {
   static constexpr unsigned kNumAccum = 16;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -57,7 +66,9 @@ template <> struct WgmmaFp8<32> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 40
 template <> struct WgmmaFp8<40> {
   static constexpr unsigned kNumAccum = 20;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -69,7 +80,9 @@ template <> struct WgmmaFp8<40> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 48
 template <> struct WgmmaFp8<48> {
   static constexpr unsigned kNumAccum = 24;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -81,7 +94,9 @@ template <> struct WgmmaFp8<48> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 56
 template <> struct WgmmaFp8<56> {
   static constexpr unsigned kNumAccum = 28;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -93,7 +108,9 @@ template <> struct WgmmaFp8<56> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 64
 template <> struct WgmmaFp8<64> {
   static constexpr unsigned kNumAccum = 32;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -105,7 +122,9 @@ template <> struct WgmmaFp8<64> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 72
 template <> struct WgmmaFp8<72> {
   static constexpr unsigned kNumAccum = 36;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -117,7 +136,9 @@ template <> struct WgmmaFp8<72> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 80
 template <> struct WgmmaFp8<80> {
   static constexpr unsigned kNumAccum = 40;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -129,7 +150,9 @@ template <> struct WgmmaFp8<80> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 88
 template <> struct WgmmaFp8<88> {
   static constexpr unsigned kNumAccum = 44;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -141,7 +164,9 @@ template <> struct WgmmaFp8<88> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 96
 template <> struct WgmmaFp8<96> {
   static constexpr unsigned kNumAccum = 48;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -153,7 +178,9 @@ template <> struct WgmmaFp8<96> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 104
 template <> struct WgmmaFp8<104> {
   static constexpr unsigned kNumAccum = 52;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -165,7 +192,9 @@ template <> struct WgmmaFp8<104> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 112
 template <> struct WgmmaFp8<112> {
   static constexpr unsigned kNumAccum = 56;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -177,7 +206,9 @@ template <> struct WgmmaFp8<112> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 120
 template <> struct WgmmaFp8<120> {
   static constexpr unsigned kNumAccum = 60;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -189,7 +220,9 @@ template <> struct WgmmaFp8<120> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 128
 template <> struct WgmmaFp8<128> {
   static constexpr unsigned kNumAccum = 64;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -201,7 +234,9 @@ template <> struct WgmmaFp8<128> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 136
 template <> struct WgmmaFp8<136> {
   static constexpr unsigned kNumAccum = 68;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -213,7 +248,9 @@ template <> struct WgmmaFp8<136> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 144
 template <> struct WgmmaFp8<144> {
   static constexpr unsigned kNumAccum = 72;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -225,7 +262,9 @@ template <> struct WgmmaFp8<144> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 152
 template <> struct WgmmaFp8<152> {
   static constexpr unsigned kNumAccum = 76;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -237,7 +276,9 @@ template <> struct WgmmaFp8<152> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 160
 template <> struct WgmmaFp8<160> {
   static constexpr unsigned kNumAccum = 80;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -249,7 +290,9 @@ template <> struct WgmmaFp8<160> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 168
 template <> struct WgmmaFp8<168> {
   static constexpr unsigned kNumAccum = 84;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -261,7 +304,9 @@ template <> struct WgmmaFp8<168> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 176
 template <> struct WgmmaFp8<176> {
   static constexpr unsigned kNumAccum = 88;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -273,7 +318,9 @@ template <> struct WgmmaFp8<176> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 184
 template <> struct WgmmaFp8<184> {
   static constexpr unsigned kNumAccum = 92;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -285,7 +332,9 @@ template <> struct WgmmaFp8<184> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 192
 template <> struct WgmmaFp8<192> {
   static constexpr unsigned kNumAccum = 96;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -297,7 +346,9 @@ template <> struct WgmmaFp8<192> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 200
 template <> struct WgmmaFp8<200> {
   static constexpr unsigned kNumAccum = 100;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -309,7 +360,9 @@ template <> struct WgmmaFp8<200> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 208
 template <> struct WgmmaFp8<208> {
   static constexpr unsigned kNumAccum = 104;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -321,7 +374,9 @@ template <> struct WgmmaFp8<208> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 216
 template <> struct WgmmaFp8<216> {
   static constexpr unsigned kNumAccum = 108;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -333,7 +388,9 @@ template <> struct WgmmaFp8<216> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 224
 template <> struct WgmmaFp8<224> {
   static constexpr unsigned kNumAccum = 112;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -345,7 +402,9 @@ template <> struct WgmmaFp8<224> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 232
 template <> struct WgmmaFp8<232> {
   static constexpr unsigned kNumAccum = 116;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -357,7 +416,9 @@ template <> struct WgmmaFp8<232> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 240
 template <> struct WgmmaFp8<240> {
   static constexpr unsigned kNumAccum = 120;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -369,7 +430,9 @@ template <> struct WgmmaFp8<240> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 248
 template <> struct WgmmaFp8<248> {
   static constexpr unsigned kNumAccum = 124;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -381,7 +444,9 @@ template <> struct WgmmaFp8<248> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 256
 template <> struct WgmmaFp8<256> {
   static constexpr unsigned kNumAccum = 128;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -393,7 +458,9 @@ template <> struct WgmmaFp8<256> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 8
 template <> struct WgmmaBf16<8> {
   static constexpr unsigned kNumAccum = 4;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -405,7 +472,9 @@ template <> struct WgmmaBf16<8> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 16
 template <> struct WgmmaBf16<16> {
   static constexpr unsigned kNumAccum = 8;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -417,7 +486,9 @@ template <> struct WgmmaBf16<16> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 24
 template <> struct WgmmaBf16<24> {
   static constexpr unsigned kNumAccum = 12;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -429,7 +500,9 @@ template <> struct WgmmaBf16<24> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 32
 template <> struct WgmmaBf16<32> {
   static constexpr unsigned kNumAccum = 16;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -441,7 +514,9 @@ template <> struct WgmmaBf16<32> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 40
 template <> struct WgmmaBf16<40> {
   static constexpr unsigned kNumAccum = 20;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -453,7 +528,9 @@ template <> struct WgmmaBf16<40> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 48
 template <> struct WgmmaBf16<48> {
   static constexpr unsigned kNumAccum = 24;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -465,7 +542,9 @@ template <> struct WgmmaBf16<48> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 56
 template <> struct WgmmaBf16<56> {
   static constexpr unsigned kNumAccum = 28;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -477,7 +556,9 @@ template <> struct WgmmaBf16<56> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 64
 template <> struct WgmmaBf16<64> {
   static constexpr unsigned kNumAccum = 32;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -489,7 +570,9 @@ template <> struct WgmmaBf16<64> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 72
 template <> struct WgmmaBf16<72> {
   static constexpr unsigned kNumAccum = 36;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -501,7 +584,9 @@ template <> struct WgmmaBf16<72> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 80
 template <> struct WgmmaBf16<80> {
   static constexpr unsigned kNumAccum = 40;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -513,7 +598,9 @@ template <> struct WgmmaBf16<80> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 88
 template <> struct WgmmaBf16<88> {
   static constexpr unsigned kNumAccum = 44;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -525,7 +612,9 @@ template <> struct WgmmaBf16<88> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 96
 template <> struct WgmmaBf16<96> {
   static constexpr unsigned kNumAccum = 48;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -537,7 +626,9 @@ template <> struct WgmmaBf16<96> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 104
 template <> struct WgmmaBf16<104> {
   static constexpr unsigned kNumAccum = 52;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -549,7 +640,9 @@ template <> struct WgmmaBf16<104> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 112
 template <> struct WgmmaBf16<112> {
   static constexpr unsigned kNumAccum = 56;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -561,7 +654,9 @@ template <> struct WgmmaBf16<112> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 120
 template <> struct WgmmaBf16<120> {
   static constexpr unsigned kNumAccum = 60;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -573,7 +668,9 @@ template <> struct WgmmaBf16<120> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 128
 template <> struct WgmmaBf16<128> {
   static constexpr unsigned kNumAccum = 64;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -585,7 +682,9 @@ template <> struct WgmmaBf16<128> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 136
 template <> struct WgmmaBf16<136> {
   static constexpr unsigned kNumAccum = 68;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -597,7 +696,9 @@ template <> struct WgmmaBf16<136> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 144
 template <> struct WgmmaBf16<144> {
   static constexpr unsigned kNumAccum = 72;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -609,7 +710,9 @@ template <> struct WgmmaBf16<144> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 152
 template <> struct WgmmaBf16<152> {
   static constexpr unsigned kNumAccum = 76;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -621,7 +724,9 @@ template <> struct WgmmaBf16<152> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 160
 template <> struct WgmmaBf16<160> {
   static constexpr unsigned kNumAccum = 80;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -633,7 +738,9 @@ template <> struct WgmmaBf16<160> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 168
 template <> struct WgmmaBf16<168> {
   static constexpr unsigned kNumAccum = 84;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -645,7 +752,9 @@ template <> struct WgmmaBf16<168> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 176
 template <> struct WgmmaBf16<176> {
   static constexpr unsigned kNumAccum = 88;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -657,7 +766,9 @@ template <> struct WgmmaBf16<176> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 184
 template <> struct WgmmaBf16<184> {
   static constexpr unsigned kNumAccum = 92;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -669,7 +780,9 @@ template <> struct WgmmaBf16<184> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 192
 template <> struct WgmmaBf16<192> {
   static constexpr unsigned kNumAccum = 96;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -681,7 +794,9 @@ template <> struct WgmmaBf16<192> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 200
 template <> struct WgmmaBf16<200> {
   static constexpr unsigned kNumAccum = 100;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -693,7 +808,9 @@ template <> struct WgmmaBf16<200> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 208
 template <> struct WgmmaBf16<208> {
   static constexpr unsigned kNumAccum = 104;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -705,7 +822,9 @@ template <> struct WgmmaBf16<208> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 216
 template <> struct WgmmaBf16<216> {
   static constexpr unsigned kNumAccum = 108;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -717,7 +836,9 @@ template <> struct WgmmaBf16<216> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 224
 template <> struct WgmmaBf16<224> {
   static constexpr unsigned kNumAccum = 112;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -729,7 +850,9 @@ template <> struct WgmmaBf16<224> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 232
 template <> struct WgmmaBf16<232> {
   static constexpr unsigned kNumAccum = 116;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -741,7 +864,9 @@ template <> struct WgmmaBf16<232> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 240
 template <> struct WgmmaBf16<240> {
   static constexpr unsigned kNumAccum = 120;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -753,7 +878,9 @@ template <> struct WgmmaBf16<240> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 248
 template <> struct WgmmaBf16<248> {
   static constexpr unsigned kNumAccum = 124;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -765,7 +892,9 @@ template <> struct WgmmaBf16<248> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == 256
 template <> struct WgmmaBf16<256> {
   static constexpr unsigned kNumAccum = 128;
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -777,5 +906,6 @@ template <> struct WgmmaBf16<256> {
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }
 };
+#endif
 
 }  // namespace jaxgemm

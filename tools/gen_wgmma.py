@@ -14,6 +14,8 @@ HEADER = """\
 // wgmma.mma_async wrappers, both operands K-major in shared memory (the only
 // form FP8 wgmma has), FP32 accumulators in registers.  The accumulator array
 // must be indexed with compile-time constants so it stays in registers.
+// The JIT defines JAXGEMM_ONLY_WGMMA_N to the kernel's block N, so NVRTC
+// parses one shape instead of all of them.
 #pragma once
 
 namespace jaxgemm {
@@ -35,6 +37,7 @@ def wrapper(kind: str, n: int) -> str:
         tail = "p, 1, 1, 0, 0"
     outs = ", ".join(f'"+f"(d[{i}])' for i in range(nacc))
     return f"""
+#if !defined(JAXGEMM_ONLY_WGMMA_N) || JAXGEMM_ONLY_WGMMA_N == {n}
 template <> struct Wgmma{kind}<{n}> {{
   static constexpr unsigned kNumAccum = {nacc};
   __device__ __forceinline__ static void mma(unsigned long long desc_a, unsigned long long desc_b,
@@ -46,6 +49,7 @@ template <> struct Wgmma{kind}<{n}> {{
         : "l"(desc_a), "l"(desc_b), "r"((int)scale_d));
   }}
 }};
+#endif
 """
 
 
