@@ -110,10 +110,12 @@ def torch_peers(m, n, k, accumulate):
         from torch.nn.functional import ScalingType, scaled_mm
 
         kb = math.ceil(k / 128)
-        # cuBLASLt wants the 1x128 scales M-major (column-major [M, K/128]).
+        # cuBLASLt wants 1x128 scales outer-dim-major ([M, K/128] with
+        # strides (1, M)) and 128x128 scales of b.t() as [K/128, N/128] with
+        # strides (1, K/128) (what torch reported on the H100, 2026-11-27).
         sa = torch.rand(kb, m, device=dev).t()
         sbk = (torch.rand(kb, n, device=dev).t() if accumulate else
-               torch.rand(kb, math.ceil(n / 128), device=dev).t())
+               torch.rand(math.ceil(n / 128), kb, device=dev).t())
         rec_b = ScalingType.BlockWise1x128 if accumulate else ScalingType.BlockWise128x128
         fn = lambda: scaled_mm(a, b.t(), sa, ScalingType.BlockWise1x128, sbk.t(), rec_b,  # noqa: E731
                                output_dtype=odt)
