@@ -9,7 +9,6 @@ of the best measured config.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing as mp
 import sys
@@ -20,7 +19,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-import timing  # noqa: E402
+from jaxgemm import _timing as timing  # noqa: E402
 
 import jaxgemm  # noqa: E402
 from jaxgemm import _config, _ext, _kernels  # noqa: E402

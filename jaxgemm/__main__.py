@@ -6,9 +6,7 @@ Exit status 1 if any self-check fails.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -264,15 +262,10 @@ BENCH_SHAPES = [(64, 2112, 7168), (128, 7168, 2048), (4096, 7168, 2048),
 
 
 def _time(fn, inputs, runs: int = 20) -> float:
-    for args in inputs:  # compile + warm up
-        fn(*args).block_until_ready()
-    ts = []
-    for i in range(runs):
-        args = inputs[i % len(inputs)]
-        t0 = time.perf_counter()
-        fn(*args).block_until_ready()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    """Median kernel time of one call (seconds), from the profiler (_timing)."""
+    from jaxgemm import _timing
+
+    return _timing.time_op(fn, inputs, reps=runs)["us"] * 1e-6
 
 
 def bench(quick: bool = False) -> None:
@@ -283,8 +276,8 @@ def bench(quick: bool = False) -> None:
     from jaxgemm import _primitive
 
     choice, _ = _primitive.select_impl("fp8_gemm_nt")
-    _line(f"speed table (fp8_gemm_nt via the {choice} path; median of 20 jitted "
-          "calls over 4 distinct inputs)")
+    _line(f"speed table (fp8_gemm_nt via the {choice} path; median kernel time of 20 "
+          "jitted calls over 4 distinct inputs)")
     _line(f"{'M x N x K':>20s} {'jaxgemm us':>11s} {'TFLOPS':>7s} {'XLA fp8 us':>11s} "
           f"{'TFLOPS':>7s} {'XLA bf16 us':>12s} {'TFLOPS':>7s} {'vs fp8':>7s} "
           f"{'vs bf16':>7s}")

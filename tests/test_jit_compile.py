@@ -69,7 +69,7 @@ def test_compiles_for_sm90a_without_spills(spec, fresh_cache):
 
 
 def test_disk_cache_hits_in_a_new_process(tmp_path):
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import json, sys
         from jaxgemm import _ext, _kernels
         _ext.ensure_jit()

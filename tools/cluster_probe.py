@@ -1,12 +1,9 @@
 """Times a few configs of two shapes with and without clusters (device only)."""
-import os
-import sys
 
-sys.path.insert(0, "benchmarks")
 import jax
 
 import jaxgemm
-import timing
+from jaxgemm import _timing as timing
 from jaxgemm import _config, _kernels
 
 for (m, n, k), cfgs in [((64, 2112, 7168), [(64, 16, 12, 1), (64, 16, 12, 2), (64, 16, 12, 4), (64, 32, 12, 4), (64, 64, 12, 4)]),

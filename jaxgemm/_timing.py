@@ -1,4 +1,4 @@
-"""Device-time measurement shared by the benchmarks.
+"""Device-time measurement shared by the benchmarks and `python -m jaxgemm`.
 
 JAX ops are timed by kernel time from the profiler: the jitted op runs
 `reps` times over `len(input_sets)` distinct input sets (rotating, so the
