@@ -74,7 +74,7 @@ def test_disk_cache_hits_in_a_new_process(tmp_path):
         from jaxgemm import _ext, _kernels
         _ext.ensure_jit()
         info = _ext.native.compile_kernel(_kernels.SAMPLE_SPECS[0])
-        print(json.dumps({{"hit": info["cache_hit"], "s": info["seconds"]}}))
+        print(json.dumps({"hit": info["cache_hit"], "s": info["seconds"]}))
     """)
     env = dict(os.environ, JAXGEMM_CACHE_DIR=str(tmp_path))
     import json
