@@ -22,6 +22,7 @@
 // reduce-add into D (which XLA initialised with C) when accumulating.
 #pragma once
 
+#include "fp8_mainloop.cuh"
 #include "gemm_common.cuh"
 #include "wgmma.cuh"
 
@@ -174,41 +175,16 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         for (u32 w = 0; w < kWaves; ++w) {
           const u64 da =
               smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
-#pragma unroll
-          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-          wgmma_fence();
-#pragma unroll
-          for (u32 k = 0; k < BLOCK_K / 32; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, k > 0);
-          wgmma_commit();
-#pragma unroll
-          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-          wgmma_wait<0>();
+          wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
           // The last wave is done with the stage's tiles (per-row B scales
           // are still read below, so that variant releases after promoting).
           if (!kSbPerRow && w == kWaves - 1) ring.release(stage, lane);
 
-          const float a0 = a_scale[w][0], a1 = a_scale[w][1];
-          if constexpr (!kSbPerRow) {
-            const float s00 = a0 * b0, s01 = a0 * b1, s10 = a1 * b0, s11 = a1 * b1;
-#pragma unroll
-            for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-              const bool first = 8 * j < boundary;
-              const float t0 = first ? s00 : s01, t1 = first ? s10 : s11;
-              fin[w][4 * j + 0] += acc[4 * j + 0] * t0;
-              fin[w][4 * j + 1] += acc[4 * j + 1] * t0;
-              fin[w][4 * j + 2] += acc[4 * j + 2] * t1;
-              fin[w][4 * j + 3] += acc[4 * j + 3] * t1;
-            }
-          } else {
-#pragma unroll
-            for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-              const float2 bs = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
-              fin[w][4 * j + 0] += acc[4 * j + 0] * (a0 * bs.x);
-              fin[w][4 * j + 1] += acc[4 * j + 1] * (a0 * bs.y);
-              fin[w][4 * j + 2] += acc[4 * j + 2] * (a1 * bs.x);
-              fin[w][4 * j + 3] += acc[4 * j + 3] * (a1 * bs.y);
-            }
-          }
+          if constexpr (!kSbPerRow)
+            promote_block_scaled<BLOCK_N>(fin[w], acc, a_scale[w][0], a_scale[w][1], b0, b1,
+                                          boundary);
+          else
+            promote_row_scaled<BLOCK_N>(fin[w], acc, a_scale[w][0], a_scale[w][1], sbs, q);
         }
         if constexpr (kSbPerRow) {
           __syncwarp();

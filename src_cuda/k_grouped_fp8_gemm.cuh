@@ -18,6 +18,7 @@
 // never spills into the next group's rows.
 #pragma once
 
+#include "fp8_mainloop.cuh"
 #include "gemm_common.cuh"
 #include "wgmma.cuh"
 
@@ -185,23 +186,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
           const float a0 = sfs[r], a1 = sfs[r + 8];
           const u64 da =
               smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
-#pragma unroll
-          for (u32 x = 0; x < Mma::kNumAccum; ++x) reg_fence(acc[x]);
-          wgmma_fence();
-#pragma unroll
-          for (u32 k = 0; k < BLOCK_K / 32; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, k > 0);
-          wgmma_commit();
-#pragma unroll
-          for (u32 x = 0; x < Mma::kNumAccum; ++x) reg_fence(acc[x]);
-          wgmma_wait<0>();
-#pragma unroll
-          for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-            const float2 bs = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
-            fin[w][4 * j + 0] += acc[4 * j + 0] * (a0 * bs.x);
-            fin[w][4 * j + 1] += acc[4 * j + 1] * (a0 * bs.y);
-            fin[w][4 * j + 2] += acc[4 * j + 2] * (a1 * bs.x);
-            fin[w][4 * j + 3] += acc[4 * j + 3] * (a1 * bs.y);
-          }
+          wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
+          promote_row_scaled<BLOCK_N>(fin[w], acc, a0, a1, sbs, q);
         }
         __syncwarp();
         ring.release(stage, lane);

@@ -18,6 +18,7 @@
 // 16-byte predicated stores.  Zero tiles skip the main loop.
 #pragma once
 
+#include "fp8_mainloop.cuh"
 #include "gemm_common.cuh"
 #include "grouped_scheduler.cuh"
 #include "wgmma.cuh"
@@ -218,27 +219,10 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         for (u32 w = 0; w < kWaves; ++w) {
           const u64 da =
               smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
-#pragma unroll
-          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-          wgmma_fence();
-#pragma unroll
-          for (u32 k = 0; k < BLOCK_K / 32; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, k > 0);
-          wgmma_commit();
-#pragma unroll
-          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-          wgmma_wait<0>();
+          wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
           if (w == kWaves - 1) ring.release(stage, lane);
-          const float s00 = a_scale[w][0] * b0, s01 = a_scale[w][0] * b1;
-          const float s10 = a_scale[w][1] * b0, s11 = a_scale[w][1] * b1;
-#pragma unroll
-          for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-            const bool first = 8 * j < boundary;
-            const float t0 = first ? s00 : s01, t1 = first ? s10 : s11;
-            fin[w][4 * j + 0] += acc[4 * j + 0] * t0;
-            fin[w][4 * j + 1] += acc[4 * j + 1] * t0;
-            fin[w][4 * j + 2] += acc[4 * j + 2] * t1;
-            fin[w][4 * j + 3] += acc[4 * j + 3] * t1;
-          }
+          promote_block_scaled<BLOCK_N>(fin[w], acc, a_scale[w][0], a_scale[w][1], b0, b1,
+                                        boundary);
         }
         if (++stage == kStages) stage = 0, phase ^= 1;
       }
