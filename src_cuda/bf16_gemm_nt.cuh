@@ -35,12 +35,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "cluster of 1, 2 or 4 CTAs");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-  unsigned char* smem_d = smem;
-  unsigned char* smem_a = smem_d + kPlan.d_tile;
-  unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
-  u64* bars = reinterpret_cast<u64*>(smem_b + kStages * kPlan.b_stage);
-  const Ring<kStages, kCluster> ring{bars, bars + kStages};
+  const GemmSmem sm = carve_gemm_smem<kStages>(smem_raw, kPlan);
+  const Ring<kStages, kCluster> ring{sm.bars, sm.bars + kStages};
 
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
@@ -69,9 +65,9 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
           mbar_wait(&ring.empty[stage], phase ^ 1);
           u64* bar = &ring.full[stage];
-          load_a_stage<BLOCK_M, kCluster>(smem_a + stage * kPlan.a_stage, &tm_a, bar,
+          load_a_stage<BLOCK_M, kCluster>(sm.a + stage * kPlan.a_stage, &tm_a, bar,
                                           kb * BLOCK_K, mb * BLOCK_M, rank);
-          tma_load_2d(smem_b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
+          tma_load_2d(sm.b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
           mbar_arrive_expect_tx(bar, kStageBytes);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
@@ -88,7 +84,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       u32 prev_stage = 0;
       for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
         mbar_wait(&ring.full[stage], phase);
-        const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
+        const u64 db = smem_desc_sw128(sm.b + stage * kPlan.b_stage);
 #pragma unroll
         for (u32 w = 0; w < kWaves; ++w)
 #pragma unroll
@@ -97,7 +93,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 #pragma unroll
         for (u32 w = 0; w < kWaves; ++w) {
           const u64 da =
-              smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
+              smem_desc_sw128(sm.a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
 #pragma unroll
           for (u32 k = 0; k < BLOCK_K / 16; ++k)
             Mma::mma(da + 2 * k, db + 2 * k, acc[w], kb > 0 || k > 0);
@@ -121,7 +117,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       ring.release(prev_stage, lane);
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
-        Store::run(acc[w], smem_d + wg * Store::kBytes, &tm_d,
+        Store::run(acc[w], sm.d + wg * Store::kBytes, &tm_d,
                    mb * BLOCK_M + (wg * kWaves + w) * 64, nb * BLOCK_N, m, SHAPE_N, wg_thread,
                    1 + wg, store_seq);
     }

@@ -54,14 +54,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "cluster of 1, 2 or 4 CTAs");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-  unsigned char* smem_d = smem;
-  unsigned char* smem_a = smem_d + kPlan.d_tile;
-  unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
-  unsigned char* smem_sb = smem_b + kStages * kPlan.b_stage;
-  unsigned char* smem_sf = smem_sb + kStages * kPlan.sb_stage;
-  u64* bars = reinterpret_cast<u64*>(smem_sf + kStages * kPlan.sf_stage);
-  const Ring<kStages, kCluster> ring{bars, bars + kStages};
+  const GemmSmem sm = carve_gemm_smem<kStages>(smem_raw, kPlan);
+  const Ring<kStages, kCluster> ring{sm.bars, sm.bars + kStages};
 
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
@@ -96,11 +90,11 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
           mbar_wait(&ring.empty[stage], phase ^ 1);
           u64* bar = &ring.full[stage];
-          load_a_stage<BLOCK_M, kCluster>(smem_a + stage * kPlan.a_stage, &tm_a, bar,
+          load_a_stage<BLOCK_M, kCluster>(sm.a + stage * kPlan.a_stage, &tm_a, bar,
                                           kb * BLOCK_K, mb * BLOCK_M, rank);
-          tma_load_2d(smem_b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
+          tma_load_2d(sm.b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
           if constexpr (kSbPerRow)
-            tma_load_2d(smem_sb + stage * kPlan.sb_stage, &tm_sb, bar, nb * BLOCK_N, kb);
+            tma_load_2d(sm.sb + stage * kPlan.sb_stage, &tm_sb, bar, nb * BLOCK_N, kb);
           mbar_arrive_expect_tx(bar, kStageBytes);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
@@ -121,7 +115,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
                                 sb_blk + 1 < kNumNScaleBlocks;
         for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
           mbar_wait(&ring.empty[stage], phase ^ 1);
-          float* sf = reinterpret_cast<float*>(smem_sf + stage * kPlan.sf_stage);
+          float* sf = reinterpret_cast<float*>(sm.sf + stage * kPlan.sf_stage);
 #pragma unroll
           for (u32 i = 0; i < BLOCK_M / 32; ++i) {
             const u32 row = mb * BLOCK_M + i * 32 + lane;
@@ -160,9 +154,9 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 
       for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
         mbar_wait(&ring.full[stage], phase);
-        const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
-        const float* sbs = reinterpret_cast<const float*>(smem_sb + stage * kPlan.sb_stage);
-        const float* sfs = reinterpret_cast<const float*>(smem_sf + stage * kPlan.sf_stage);
+        const u64 db = smem_desc_sw128(sm.b + stage * kPlan.b_stage);
+        const float* sbs = reinterpret_cast<const float*>(sm.sb + stage * kPlan.sb_stage);
+        const float* sfs = reinterpret_cast<const float*>(sm.sf + stage * kPlan.sf_stage);
         const float b0 = sfs[BLOCK_M], b1 = sfs[BLOCK_M + 1];
         float a_scale[kWaves][2];
 #pragma unroll
@@ -174,7 +168,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 #pragma unroll
         for (u32 w = 0; w < kWaves; ++w) {
           const u64 da =
-              smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
+              smem_desc_sw128(sm.a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
           wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
           // The last wave is done with the stage's tiles (per-row B scales
           // are still read below, so that variant releases after promoting).
@@ -194,7 +188,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       }
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
-        Store::run(fin[w], smem_d + wg * Store::kBytes, &tm_d,
+        Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,
                    mb * BLOCK_M + (wg * kWaves + w) * 64, n0, m, SHAPE_N, wg_thread, 1 + wg,
                    store_seq);
     }

@@ -39,6 +39,27 @@ struct DenseScheduler {
   }
 };
 
+// A GEMM kernel's dynamic shared memory, carved as its plan says (the base
+// aligned to 1024 bytes for the 128-byte swizzle): the output staging, then
+// per region all stages of A, of B, of per-row B scales, of the scale
+// loader's slots, then the barriers.  Regions a kernel does not use are empty.
+struct GemmSmem {
+  unsigned char *d, *a, *b, *sb, *sf;
+  u64* bars;
+};
+template <u32 kStages>
+__device__ __forceinline__ GemmSmem carve_gemm_smem(unsigned char* raw,
+                                                    const jaxgemm_plan::GemmSmemPlan& p) {
+  GemmSmem s;
+  s.d = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
+  s.a = s.d + p.d_tile;
+  s.b = s.a + kStages * p.a_stage;
+  s.sb = s.b + kStages * p.b_stage;
+  s.sf = s.sb + kStages * p.sb_stage;
+  s.bars = reinterpret_cast<u64*>(s.sf + kStages * p.sf_stage);
+  return s;
+}
+
 // The stage ring: "full" barriers (the producer's expected bytes, completed
 // by TMA) and "empty" barriers (one arrival per consumer warp of every CTA of
 // the cluster, since a multicast writes every CTA's copy of the stage).

@@ -89,14 +89,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-  unsigned char* smem_d = smem;
-  unsigned char* smem_a = smem_d + kPlan.d_tile;
-  unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
-  unsigned char* smem_sb = smem_b + kStages * kPlan.b_stage;
-  unsigned char* smem_sf = smem_sb + kStages * kPlan.sb_stage;
-  u64* bars = reinterpret_cast<u64*>(smem_sf + kStages * kPlan.sf_stage);
-  const Ring<kStages, kCluster> ring{bars, bars + kStages};
+  const GemmSmem sm = carve_gemm_smem<kStages>(smem_raw, kPlan);
+  const Ring<kStages, kCluster> ring{sm.bars, sm.bars + kStages};
 
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
@@ -129,10 +123,10 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
           const u32 kb = blk0 + i;
           mbar_wait(&ring.empty[stage], phase ^ 1);
           u64* bar = &ring.full[stage];
-          load_a_stage<BLOCK_M, kCluster>(smem_a + stage * kPlan.a_stage, &tm_a, bar,
+          load_a_stage<BLOCK_M, kCluster>(sm.a + stage * kPlan.a_stage, &tm_a, bar,
                                           kb * BLOCK_K, mb * BLOCK_M, rank);
-          tma_load_2d(smem_b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
-          tma_load_2d(smem_sb + stage * kPlan.sb_stage, &tm_sb, bar, nb * BLOCK_N, kb);
+          tma_load_2d(sm.b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
+          tma_load_2d(sm.sb + stage * kPlan.sb_stage, &tm_sb, bar, nb * BLOCK_N, kb);
           mbar_arrive_expect_tx(bar, kStageBytes);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
@@ -147,7 +141,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         for (u32 i = 0; i < nblk; ++i) {
           const u32 kb = blk0 + i;
           mbar_wait(&ring.empty[stage], phase ^ 1);
-          float* sf = reinterpret_cast<float*>(smem_sf + stage * kPlan.sf_stage);
+          float* sf = reinterpret_cast<float*>(sm.sf + stage * kPlan.sf_stage);
 #pragma unroll
           for (u32 j = 0; j < BLOCK_M / 32; ++j) {
             const u32 row = mb * BLOCK_M + j * 32 + lane;
@@ -177,15 +171,15 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 
       for (u32 i = 0; i < nblk; ++i) {
         mbar_wait(&ring.full[stage], phase);
-        const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
-        const float* sbs = reinterpret_cast<const float*>(smem_sb + stage * kPlan.sb_stage);
-        const float* sfs = reinterpret_cast<const float*>(smem_sf + stage * kPlan.sf_stage);
+        const u64 db = smem_desc_sw128(sm.b + stage * kPlan.b_stage);
+        const float* sbs = reinterpret_cast<const float*>(sm.sb + stage * kPlan.sb_stage);
+        const float* sfs = reinterpret_cast<const float*>(sm.sf + stage * kPlan.sf_stage);
 #pragma unroll
         for (u32 w = 0; w < kWaves; ++w) {
           const u32 r = (wg * kWaves + w) * 64 + warp * 16 + lane / 4;
           const float a0 = sfs[r], a1 = sfs[r + 8];
           const u64 da =
-              smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
+              smem_desc_sw128(sm.a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
           wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
           promote_row_scaled<BLOCK_N>(fin[w], acc, a0, a1, sbs, q);
         }
@@ -197,7 +191,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       if (kAccumulate && nblk == 0) continue;
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
-        Store::run(fin[w], smem_d + wg * Store::kBytes, &tm_d,
+        Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,
                    mb * BLOCK_M + (wg * kWaves + w) * 64, nb * BLOCK_N, SHAPE_M, SHAPE_N,
                    wg_thread, 1 + wg, store_seq, static_cast<int>(g));
     }

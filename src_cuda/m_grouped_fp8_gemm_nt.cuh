@@ -103,13 +103,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-  unsigned char* smem_d = smem;
-  unsigned char* smem_a = smem_d + kPlan.d_tile;
-  unsigned char* smem_b = smem_a + kStages * kPlan.a_stage;
-  unsigned char* smem_sf = smem_b + kStages * kPlan.b_stage;
-  u64* bars = reinterpret_cast<u64*>(smem_sf + kStages * kPlan.sf_stage);
-  const Ring<kStages, kCluster> ring{bars, bars + kStages};
+  const GemmSmem sm = carve_gemm_smem<kStages>(smem_raw, kPlan);
+  const Ring<kStages, kCluster> ring{sm.bars, sm.bars + kStages};
 
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
@@ -141,11 +136,11 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
           mbar_wait(&ring.empty[stage], phase ^ 1);
           u64* bar = &ring.full[stage];
-          load_a_stage<BLOCK_M, kCluster>(smem_a + stage * kPlan.a_stage, &tm_a, bar,
+          load_a_stage<BLOCK_M, kCluster>(sm.a + stage * kPlan.a_stage, &tm_a, bar,
                                           kb * BLOCK_K, row0, rank);
           // B columns past N read the next group's rows: their results are
           // never stored.
-          tma_load_2d(smem_b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K,
+          tma_load_2d(sm.b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K,
                       static_cast<u32>(g) * SHAPE_N + nb * BLOCK_N);
           mbar_arrive_expect_tx(bar, kStageBytes);
           if (++stage == kStages) stage = 0, phase ^= 1;
@@ -168,7 +163,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         const float* sbg = sb + static_cast<u64>(g) * kNumNScaleBlocks * kNumKBlocks;
         for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
           mbar_wait(&ring.empty[stage], phase ^ 1);
-          float* sf = reinterpret_cast<float*>(smem_sf + stage * kPlan.sf_stage);
+          float* sf = reinterpret_cast<float*>(sm.sf + stage * kPlan.sf_stage);
 #pragma unroll
           for (u32 i = 0; i < BLOCK_M / 32; ++i) {
             const u32 row = row0 + i * 32 + lane;
@@ -205,8 +200,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 
       for (u32 kb = 0; g >= 0 && kb < kNumKBlocks; ++kb) {
         mbar_wait(&ring.full[stage], phase);
-        const u64 db = smem_desc_sw128(smem_b + stage * kPlan.b_stage);
-        const float* sfs = reinterpret_cast<const float*>(smem_sf + stage * kPlan.sf_stage);
+        const u64 db = smem_desc_sw128(sm.b + stage * kPlan.b_stage);
+        const float* sfs = reinterpret_cast<const float*>(sm.sf + stage * kPlan.sf_stage);
         const float b0 = sfs[BLOCK_M], b1 = sfs[BLOCK_M + 1];
         float a_scale[kWaves][2];
 #pragma unroll
@@ -218,7 +213,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 #pragma unroll
         for (u32 w = 0; w < kWaves; ++w) {
           const u64 da =
-              smem_desc_sw128(smem_a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
+              smem_desc_sw128(sm.a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
           wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
           if (w == kWaves - 1) ring.release(stage, lane);
           promote_block_scaled<BLOCK_N>(fin[w], acc, a_scale[w][0], a_scale[w][1], b0, b1,
@@ -228,7 +223,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       }
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
-        Store::run(fin[w], smem_d + wg * Store::kBytes, d, kLdBytes,
+        Store::run(fin[w], sm.d + wg * Store::kBytes, d, kLdBytes,
                    row0 + (wg * kWaves + w) * 64, row_end, n0, SHAPE_N, wg_thread, 1 + wg);
     }
   }
