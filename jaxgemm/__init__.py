@@ -133,3 +133,9 @@ __all__ = [
 from jaxgemm.training import Recipe, fp8_linear, fp8_ragged_dot  # noqa: E402,F401
 
 __all__ += ["Recipe", "fp8_linear", "fp8_ragged_dot"]
+
+# --- sharding: every op carries a custom_partitioning rule (jaxgemm._partition);
+# jaxgemm.sharding holds the switch and the fallback warning (docs/sharding.md).
+from jaxgemm import sharding  # noqa: E402,F401
+
+__all__ += ["sharding"]

@@ -20,8 +20,12 @@ k_grouped_bf16_gemm_tn_contiguous   a, b, group_sizes[, c]; num_sms
 int.  The operands are already validated by the public functions
 (:mod:`jaxgemm.ops`), in the NT layout.
 
-Lowering: the reference implementation (``mlir.lower_fun``) on every platform;
-on ``cuda`` the implementation is picked when lowering, by the backend policy
+Lowering: each primitive lowers through ``custom_partitioning``
+(:mod:`jaxgemm._partition`, see ``docs/sharding.md``), which binds the
+per-shard primitive ``LOCAL_PRIMITIVES[name]`` (``name + "_local"``) on every
+device's shards (or once, unsharded).  The local primitive lowers to the
+reference implementation (``mlir.lower_fun``) on every platform; on ``cuda``
+the implementation is picked when lowering, by the backend policy
 (:mod:`jaxgemm._backend`): ``KERNEL_IMPLS[name]`` when it exists and the
 policy resolves to ``"kernel"``, else the reference.
 
@@ -39,7 +43,7 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import batching, mlir
 
-from jaxgemm import _backend
+from jaxgemm import _backend, _partition
 from jaxgemm.reference import REFERENCE_IMPLS
 
 try:  # public in every supported jax
@@ -47,7 +51,7 @@ try:  # public in every supported jax
 except ImportError:  # pragma: no cover - guard for a future jax
     from jax._src.core import ShapedArray  # type: ignore
 
-__all__ = ["PRIMITIVES", "bind", "get_primitive", "select_impl"]
+__all__ = ["LOCAL_PRIMITIVES", "PRIMITIVES", "bind", "get_primitive", "select_impl"]
 
 _F32 = np.dtype(np.float32)
 
@@ -219,14 +223,28 @@ def _grouped_batch(prim, args, dims, **params):
 # ------------------------------------------------------------------ registry
 
 
-def _make(name, abstract, dense):
-    p = Primitive(name)
+def _make_local(name, abstract):
+    # The per-device primitive: lowers to the reference, or on CUDA by policy.
+    p = Primitive(name + "_local")
     p.def_abstract_eval(abstract)
     p.def_impl(functools.partial(_apply, p))
     mlir.register_lowering(
         p, mlir.lower_fun(REFERENCE_IMPLS[name], multiple_results=False))
     mlir.register_lowering(p, functools.partial(_cuda_lowering, name),
                            platform="cuda")
+    LOCAL_PRIMITIVES[name] = p
+    return p
+
+
+def _make(name, abstract, dense):
+    p = Primitive(name)
+    p.def_abstract_eval(abstract)
+    p.def_impl(functools.partial(_apply, p))
+    # Lowers through custom_partitioning (jaxgemm._partition), which binds the
+    # local primitive on every shard (or once, unsharded).
+    local = _make_local(name, abstract)
+    mlir.register_lowering(p, _partition.lowering(name, local))
+    _partition.requires_devices(p, local)
     if dense is not None:
         batching.primitive_batchers[p] = functools.partial(_dense_batch, p,
                                                            dense["fp8"])
@@ -235,6 +253,8 @@ def _make(name, abstract, dense):
     return p
 
 
+#: Primitive name -> the per-shard ``Primitive`` (``name + "_local"``).
+LOCAL_PRIMITIVES: dict = {}
 #: Primitive name -> ``jax.extend.core.Primitive``.
 PRIMITIVES = {name: _make(name, abstract, dense)
               for name, (abstract, dense) in _SPECS.items()}
