@@ -44,7 +44,7 @@ unsigned GemmSpec::smem_bytes() const {
 bool GemmSpec::validate(std::string* error) const {
   std::ostringstream e;
   if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt" && kernel != "m_grouped_fp8_gemm_nt" &&
-      kernel != "k_grouped_fp8_gemm")
+      kernel != "m_grouped_bf16_gemm_nt" && kernel != "k_grouped_fp8_gemm")
     e << "unknown kernel '" << kernel << "'";
   else if (is_k_grouped() && (!out_f32 || !sb_per_row || cluster > 2 || m <= 0 || k % 128))
     e << "k-grouped GEMMs are FP32 out, per-row scales, clusters of at most 2, m > 0, "

@@ -14,7 +14,7 @@ namespace jaxgemm {
 // Attributes of every GEMM custom call (all i64 except `kernel`).  The
 // Python side (jaxgemm/_kernels.py) passes exactly these names.
 struct GemmAttrs {
-  std::string_view kernel;  // fp8_gemm_nt, bf16_gemm_nt, m_grouped_fp8_gemm_nt, k_grouped_fp8_gemm
+  std::string_view kernel;  // {fp8,bf16}_gemm_nt, m_grouped_{fp8,bf16}_gemm_nt, k_grouped_fp8_gemm
   int64_t m, n, k;          // compile-time problem shape (m: k-grouped only; else M is a run-time value)
   int64_t block_m, block_n, stages, band_n;
   int64_t out_f32, accumulate, sb_per_row;
@@ -32,8 +32,8 @@ struct GemmSpec {
   int64_t num_sms = 0, smem_override = 0;
 
   static GemmSpec from_attrs(const GemmAttrs& a);
-  bool is_fp8() const { return kernel != "bf16_gemm_nt"; }
-  bool is_grouped() const { return kernel == "m_grouped_fp8_gemm_nt"; }
+  bool is_fp8() const { return kernel.find("bf16") == std::string::npos; }
+  bool is_grouped() const { return kernel.rfind("m_grouped_", 0) == 0; }
   bool is_k_grouped() const { return kernel == "k_grouped_fp8_gemm"; }
   int64_t in_bytes() const { return is_fp8() ? 1 : 2; }
   int64_t out_bytes() const { return out_f32 ? 4 : 2; }

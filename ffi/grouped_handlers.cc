@@ -16,41 +16,55 @@ namespace ffi = xla::ffi;
 namespace jaxgemm {
 namespace {
 
-// m-grouped FP8: a, sa, b, sb, sizes -> d.  A is [M, K] (contiguous) or
-// [G, M_max, K] (masked); the kernel reads the group sizes on the device.
+// m-grouped: FP8 a, sa, b, sb, sizes -> d, or BF16 a, b, sizes -> d.  A is
+// [M, K] (contiguous) or [G, M_max, K] (masked); the kernel reads the group
+// sizes on the device.
 ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArgs args,
                           ffi::Result<ffi::AnyBuffer> d) {
   const GemmSpec& spec = state->spec;
   std::string error;
   const CudaDriver* drv = cuda_driver(&error);
   if (drv == nullptr) return internal(error, spec);
-  if (args.size() != 5) return internal("expected a, sa, b, sb, group sizes", spec);
+  const bool fp8 = spec.is_fp8();
+  if (args.size() != (fp8 ? 5u : 3u))
+    return internal(fp8 ? "expected a, sa, b, sb, group sizes" : "expected a, b, group sizes", spec);
   auto a = args.get<ffi::AnyBuffer>(0).value();
-  auto sa = args.get<ffi::AnyBuffer>(1).value();
-  auto b = args.get<ffi::AnyBuffer>(2).value();
-  auto sb = args.get<ffi::AnyBuffer>(3).value();
-  auto sizes = args.get<ffi::AnyBuffer>(4).value();
+  auto b = args.get<ffi::AnyBuffer>(fp8 ? 2 : 1).value();
+  auto sizes = args.get<ffi::AnyBuffer>(fp8 ? 4 : 2).value();
   const int64_t groups = b.dimensions().size() == 3 ? b.dimensions()[0] : -1;
   const auto ad = a.dimensions();
   const int64_t rows = spec.masked ? (ad.size() == 3 ? ad[0] * ad[1] : -1)
                                    : (ad.size() == 2 ? ad[0] : -1);
   const int64_t m = spec.masked ? (ad.size() == 3 ? ad[1] : -1) : rows;
   const int64_t kb = layout::num_scale_blocks(spec.k);
+  const auto in_type = fp8 ? ffi::DataType::F8E4M3FN : ffi::DataType::BF16;
   const auto out_type = spec.out_f32 ? ffi::DataType::F32 : ffi::DataType::BF16;
   if (spec.masked) {
-    if (auto e = check_dims("a", a, ffi::DataType::F8E4M3FN, {groups, m, spec.k}, spec); e.failure()) return e;
-    if (auto e = check_dims("a.scale", sa, ffi::DataType::F32, {groups, m, kb}, spec); e.failure()) return e;
+    if (auto e = check_dims("a", a, in_type, {groups, m, spec.k}, spec); e.failure()) return e;
     if (auto e = check_dims("d", *d, out_type, {groups, m, spec.n}, spec); e.failure()) return e;
   } else {
-    if (auto e = check_dims("a", a, ffi::DataType::F8E4M3FN, {rows, spec.k}, spec); e.failure()) return e;
-    if (auto e = check_dims("a.scale", sa, ffi::DataType::F32, {rows, kb}, spec); e.failure()) return e;
+    if (auto e = check_dims("a", a, in_type, {rows, spec.k}, spec); e.failure()) return e;
     if (auto e = check_dims("d", *d, out_type, {rows, spec.n}, spec); e.failure()) return e;
   }
-  if (auto e = check_dims("b", b, ffi::DataType::F8E4M3FN, {groups, spec.n, spec.k}, spec); e.failure()) return e;
-  if (auto e = check_dims("b.scale", sb, ffi::DataType::F32,
-                          {groups, layout::num_scale_blocks(spec.n), kb}, spec);
-      e.failure())
-    return e;
+  if (auto e = check_dims("b", b, in_type, {groups, spec.n, spec.k}, spec); e.failure()) return e;
+  const void* sa_ptr = nullptr;
+  const void* sb_ptr = nullptr;
+  if (fp8) {
+    auto sa = args.get<ffi::AnyBuffer>(1).value();
+    auto sb = args.get<ffi::AnyBuffer>(3).value();
+    if (auto e = check_dims("a.scale", sa, ffi::DataType::F32,
+                            spec.masked ? std::initializer_list<int64_t>{groups, m, kb}
+                                        : std::initializer_list<int64_t>{rows, kb},
+                            spec);
+        e.failure())
+      return e;
+    if (auto e = check_dims("b.scale", sb, ffi::DataType::F32,
+                            {groups, layout::num_scale_blocks(spec.n), kb}, spec);
+        e.failure())
+      return e;
+    sa_ptr = sa.untyped_data();
+    sb_ptr = sb.untyped_data();
+  }
   if (auto e = check_dims("group sizes", sizes, ffi::DataType::S32, {groups}, spec); e.failure()) return e;
   if (rows <= 0) return ffi::Error::Success();
 
@@ -62,21 +76,22 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
   unsigned grid = 0;
   if (!persistent_grid(state, units, &grid, &error)) return internal(error, spec);
 
+  const auto dtype = fp8 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  const int64_t row_bytes = spec.k * spec.in_bytes();
+  const uint32_t box_k = static_cast<uint32_t>(128 / spec.in_bytes());  // one 128-byte row
   CUtensorMap tm_a, tm_b;
-  bool ok = make_tma_2d(*drv, &tm_a, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.untyped_data(), spec.k, rows,
-                        spec.k, 128, spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B,
-                        &error) &&
-            make_tma_2d(*drv, &tm_b, CU_TENSOR_MAP_DATA_TYPE_UINT8, b.untyped_data(), spec.k,
-                        groups * spec.n, spec.k, 128, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B,
-                        &error);
+  bool ok = make_tma_2d(*drv, &tm_a, dtype, a.untyped_data(), spec.k, rows, row_bytes, box_k,
+                        spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
+            make_tma_2d(*drv, &tm_b, dtype, b.untyped_data(), spec.k, groups * spec.n, row_bytes,
+                        box_k, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B, &error);
   if (!ok) return internal(error, spec);
-  const void* sa_ptr = sa.untyped_data();
-  const void* sb_ptr = sb.untyped_data();
   const void* sizes_ptr = sizes.untyped_data();
   void* d_ptr = d->untyped_data();
   uint32_t m32 = static_cast<uint32_t>(m), g32 = static_cast<uint32_t>(groups);
-  void* params[] = {&tm_a, &tm_b, &sa_ptr, &sb_ptr, &sizes_ptr, &d_ptr, &m32, &g32};
-  if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
+  void* fp8_params[] = {&tm_a, &tm_b, &sa_ptr, &sb_ptr, &sizes_ptr, &d_ptr, &m32, &g32};
+  void* bf16_params[] = {&tm_a, &tm_b, &sizes_ptr, &d_ptr, &m32, &g32};
+  if (!state->kernel.launch(stream, grid, fp8 ? fp8_params : bf16_params, &error))
+    return internal(error, spec);
   return ffi::Error::Success();
 }
 

@@ -129,13 +129,14 @@ def bf16_gemm_nt(a, b, c=None, *, out_dtype, num_sms=None):
     return d if n_pad == n else d[:, :n]
 
 
-def _grouped_call(operands, out_shape, out_dtype, n_pad, k_pad, cfg, *, masked, num_sms):
+def _grouped_call(operands, out_shape, out_dtype, n_pad, k_pad, cfg, *, masked, num_sms,
+                  kernel="m_grouped_fp8_gemm_nt"):
     _ext.ensure_registered()
     call = jax.ffi.ffi_call(_ext.GROUPED_TARGET, jax.ShapeDtypeStruct(out_shape, out_dtype),
                             vmap_method="sequential")
     return call(
         *operands,
-        kernel="m_grouped_fp8_gemm_nt", m=0, n=int(n_pad), k=int(k_pad),
+        kernel=kernel, m=0, n=int(n_pad), k=int(k_pad),
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(np.dtype(out_dtype) == np.float32), accumulate=0,
         sb_per_row=0, cluster=int(cfg.cluster), masked=int(masked), num_sms=int(num_sms or 0),
@@ -154,15 +155,55 @@ def _grouped_operands(a, sa, b, sb, out_dtype):
     return a_p, sa.astype(jnp.float32), b_p, sb_p
 
 
-def _grouped_config(rows_per_group, n, k, out_dtype, groups, num_sms):
+def _grouped_config(rows_per_group, n, k, out_dtype, groups, num_sms, *, fp8=True):
     cfg = _forced_config or _config.dense_config(
-        max(rows_per_group * max(groups, 1), 1), n, k, fp8=True,
+        max(rows_per_group * max(groups, 1), 1), n, k, fp8=fp8,
         out_bytes=np.dtype(out_dtype).itemsize, num_sms=num_sms)
     if _forced_config is None and rows_per_group < 128 and cfg.block_m > 64:
         # Small groups: a 128/256-row tile would be mostly another group's rows.
         cfg = _config.GemmConfig(64, cfg.block_n, _config._max_stages(
-            64, cfg.block_n, 1, np.dtype(out_dtype).itemsize, False), 1)
+            64, cfg.block_n, 1 if fp8 else 2, np.dtype(out_dtype).itemsize, False), 1)
+    if cfg.cluster > 2:
+        cfg = dataclasses.replace(cfg, cluster=2)
     return cfg
+
+
+def _bf16_grouped_operands(a, b, out_dtype):
+    k_align = layout.contiguous_alignment(2)
+    n_align = layout.contiguous_alignment(np.dtype(out_dtype).itemsize)
+    a_p = _pad_axis(a.astype(jnp.bfloat16), a.ndim - 1, k_align)
+    b_p = _pad_axis(_pad_axis(b.astype(jnp.bfloat16), 2, k_align), 1, n_align)
+    return a_p, b_p
+
+
+def m_grouped_bf16_gemm_nt_contiguous(a, b, group_sizes, *, out_dtype, num_sms=None):
+    m, k = a.shape
+    g, n, _ = b.shape
+    out_dtype = np.dtype(out_dtype)
+    if m == 0 or n == 0 or g == 0:
+        return jnp.zeros((m, n), out_dtype)
+    a_p, b_p = _bf16_grouped_operands(a, b, out_dtype)
+    n_pad, k_pad = b_p.shape[1], b_p.shape[2]
+    cfg = _grouped_config(m // g, n_pad, k_pad, out_dtype, g, num_sms, fp8=False)
+    d = _grouped_call([a_p, b_p, group_sizes.astype(jnp.int32)], (m, n_pad), out_dtype, n_pad,
+                      k_pad, cfg, masked=False, num_sms=num_sms, kernel="m_grouped_bf16_gemm_nt")
+    return d if n_pad == n else d[:, :n]
+
+
+def m_grouped_bf16_gemm_nt_masked(a, b, masked_m, *, expected_m, out_dtype, num_sms=None):
+    g, m_max, k = a.shape
+    n = b.shape[1]
+    out_dtype = np.dtype(out_dtype)
+    if g == 0 or m_max == 0 or n == 0:
+        return jnp.zeros((g, m_max, n), out_dtype)
+    a_p, b_p = _bf16_grouped_operands(a, b, out_dtype)
+    n_pad, k_pad = b_p.shape[1], b_p.shape[2]
+    cfg = _grouped_config(int(expected_m or m_max), n_pad, k_pad, out_dtype, g, num_sms,
+                          fp8=False)
+    d = _grouped_call([a_p, b_p, masked_m.astype(jnp.int32)], (g, m_max, n_pad), out_dtype,
+                      n_pad, k_pad, cfg, masked=True, num_sms=num_sms,
+                      kernel="m_grouped_bf16_gemm_nt")
+    return d if n_pad == n else d[:, :, :n]
 
 
 def m_grouped_fp8_gemm_nt_contiguous(a, sa, b, sb, group_sizes, *, out_dtype, num_sms=None):
@@ -257,13 +298,16 @@ def k_grouped_fp8_gemm_tn_contiguous(a, sa, b, sb, group_sizes, c=None, *, num_s
 KERNEL_IMPLS["fp8_gemm_nt"] = fp8_gemm_nt
 KERNEL_IMPLS["bf16_gemm_nt"] = bf16_gemm_nt
 
-#: The m-grouped FP8 kernels compile and pass the CPU checks (NVRTC, SASS, no
-#: spills) but have not yet run on a Hopper GPU: until they have, the grouped
-#: ops run their reference path there unless JAXGEMM_GROUPED_KERNELS=1.
+#: The grouped kernels (m-grouped FP8/BF16, k-grouped FP8) compile and pass the
+#: CPU checks (NVRTC, SASS, no spills) but have not yet run on a Hopper GPU:
+#: until they have, the grouped ops run their reference path there unless
+#: JAXGEMM_GROUPED_KERNELS=1.
 GROUPED_IMPLS = {
     "m_grouped_fp8_gemm_nt_contiguous": m_grouped_fp8_gemm_nt_contiguous,
     "m_grouped_fp8_gemm_nt_masked": m_grouped_fp8_gemm_nt_masked,
     "k_grouped_fp8_gemm_tn_contiguous": k_grouped_fp8_gemm_tn_contiguous,
+    "m_grouped_bf16_gemm_nt_contiguous": m_grouped_bf16_gemm_nt_contiguous,
+    "m_grouped_bf16_gemm_nt_masked": m_grouped_bf16_gemm_nt_masked,
 }
 if os.environ.get("JAXGEMM_GROUPED_KERNELS", "0") not in ("", "0"):
     KERNEL_IMPLS.update(GROUPED_IMPLS)
@@ -291,6 +335,8 @@ SAMPLE_SPECS: list[dict] = [
     _gemm_attrs("m_grouped_fp8_gemm_nt", 4096, 7168, 128, 128, 5),
     _gemm_attrs("m_grouped_fp8_gemm_nt", 7168, 3072, 256, 128, 3, cluster=2),
     _gemm_attrs("m_grouped_fp8_gemm_nt", 4096, 2048, 64, 112, 8, masked=1),
+    _gemm_attrs("m_grouped_bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
+    _gemm_attrs("m_grouped_bf16_gemm_nt", 4096, 2048, 64, 128, 8, masked=1),
     _gemm_attrs("k_grouped_fp8_gemm", 7168, 33024, 128, 128, 4, out_f32=1, sb_per_row=1, m=4096,
                  accumulate=1),
     _gemm_attrs("k_grouped_fp8_gemm", 2048, 8448, 128, 192, 4, out_f32=1, sb_per_row=1, m=7168,

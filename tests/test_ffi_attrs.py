@@ -53,6 +53,9 @@ def _cases():
         "m_grouped_masked": (lambda a0, a1, b0, b1, g: _kernels.m_grouped_fp8_gemm_nt_masked(
             a0.reshape(2, 32, 256), a1.reshape(2, 32, 2), b0, b1, g, expected_m=32,
             out_dtype=bf), *a, *bg, gs),
+        "m_grouped_bf16": (lambda p, q, g: _kernels.m_grouped_bf16_gemm_nt_contiguous(
+            p, q, g, out_dtype=bf), jnp.ones((64, 256), jnp.bfloat16),
+            jnp.ones((2, 136, 256), jnp.bfloat16), gs),
         "k_grouped": (lambda a0, a1, b0, b1, g: _kernels.k_grouped_fp8_gemm_tn_contiguous(
             a0, a1, b0, b1, g), *x, *y, gs),
     }

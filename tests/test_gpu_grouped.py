@@ -85,6 +85,32 @@ def test_masked(masked):
     _check(out, O.m_grouped_masked(qa, qb, np.asarray(masked)))
 
 
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("cfg", [None, (64, 64, 6, 1), (128, 256, 3, 2), (256, 128, 3, 1)])
+def test_bf16_grouped(masked, cfg, monkeypatch):
+    name = "m_grouped_bf16_gemm_nt_masked" if masked else "m_grouped_bf16_gemm_nt_contiguous"
+    monkeypatch.setitem(_kernels.KERNEL_IMPLS, name, getattr(_kernels, name))
+    jax.clear_caches()
+    n, k = 264, 520
+    if masked:
+        sizes = [0, 1, 150, 200]
+        a = jnp.asarray(_rng.standard_normal((4, 200, k), np.float32)).astype(jnp.bfloat16)
+        fn = lambda a, b, s: jaxgemm.m_grouped_bf16_gemm_nt_masked(a, b, s, expected_m=64)  # noqa: E731
+    else:
+        sizes = [100, 0, 37, 300, 1]
+        a = jnp.asarray(_rng.standard_normal((500, k), np.float32)).astype(jnp.bfloat16)
+        fn = lambda a, b, s: jaxgemm.m_grouped_bf16_gemm_nt_contiguous(a, b, s)  # noqa: E731
+    b = jnp.asarray(_rng.standard_normal((len(sizes), n, k), np.float32)).astype(jnp.bfloat16)
+    gs = jnp.asarray(sizes, jnp.int32)
+    if cfg:
+        with _kernels.force_config(_config.GemmConfig(*cfg)):
+            out = jax.jit(fn)(a, b, gs)
+    else:
+        out = jax.jit(fn)(a, b, gs)
+    ref = (O.m_grouped_masked if masked else O.m_grouped_contiguous)(a, b, np.asarray(sizes))
+    _check(out, ref)
+
+
 @pytest.fixture
 def k_grouped_kernel(monkeypatch):
     monkeypatch.setitem(_kernels.KERNEL_IMPLS, "k_grouped_fp8_gemm_tn_contiguous",
