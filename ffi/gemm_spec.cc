@@ -44,10 +44,12 @@ unsigned GemmSpec::smem_bytes() const {
 bool GemmSpec::validate(std::string* error) const {
   std::ostringstream e;
   if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt" && kernel != "m_grouped_fp8_gemm_nt" &&
-      kernel != "m_grouped_bf16_gemm_nt" && kernel != "k_grouped_fp8_gemm")
+      kernel != "m_grouped_bf16_gemm_nt" && kernel != "k_grouped_fp8_gemm" &&
+      kernel != "k_grouped_bf16_gemm")
     e << "unknown kernel '" << kernel << "'";
-  else if (is_k_grouped() && (!out_f32 || !sb_per_row || cluster > 2 || m <= 0 || k % 128))
-    e << "k-grouped GEMMs are FP32 out, per-row scales, clusters of at most 2, m > 0, "
+  else if (is_k_grouped() && (!out_f32 || sb_per_row != is_fp8() || cluster > 2 || m <= 0 ||
+                              k % 128))
+    e << "k-grouped GEMMs are FP32 out, per-row scales (FP8), clusters of at most 2, m > 0, "
          "k a multiple of 128";
   else if (is_grouped() && (accumulate || sb_per_row || cluster > 2))
     e << "m-grouped GEMMs take no C, per-block B scales only, clusters of at most 2";

@@ -95,27 +95,28 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
   return ffi::Error::Success();
 }
 
-// k-grouped FP8: a [M, Kpad], sa [R, M], b [N, Kpad], sb [R, N], sizes [G]
-// (clamped), optional c [G, M, N] aliased to d -> d [G, M, N] FP32.
+// k-grouped: FP8 a [M, Kpad], sa [R, M], b [N, Kpad], sb [R, N], sizes [G]
+// (clamped), or BF16 a, b, sizes; then optionally c [G, M, N] aliased to d ->
+// d [G, M, N] FP32.
 ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArgs args,
                            ffi::Result<ffi::AnyBuffer> d) {
   const GemmSpec& spec = state->spec;
   std::string error;
   const CudaDriver* drv = cuda_driver(&error);
   if (drv == nullptr) return internal(error, spec);
-  if (args.size() < 5) return internal("expected a, sa, b, sb, group sizes[, c]", spec);
+  const bool fp8 = spec.is_fp8();
+  if (args.size() < (fp8 ? 5u : 3u))
+    return internal(fp8 ? "expected a, sa, b, sb, group sizes[, c]" : "expected a, b, group sizes[, c]",
+                    spec);
   auto a = args.get<ffi::AnyBuffer>(0).value();
-  auto sa = args.get<ffi::AnyBuffer>(1).value();
-  auto b = args.get<ffi::AnyBuffer>(2).value();
-  auto sb = args.get<ffi::AnyBuffer>(3).value();
-  auto sizes = args.get<ffi::AnyBuffer>(4).value();
+  auto b = args.get<ffi::AnyBuffer>(fp8 ? 2 : 1).value();
+  auto sizes = args.get<ffi::AnyBuffer>(fp8 ? 4 : 2).value();
   const int64_t groups = sizes.dimensions().size() == 1 ? sizes.dimensions()[0] : -1;
   const int64_t rblocks = spec.k / 128;
   using DT = ffi::DataType;
-  if (auto e = check_dims("a", a, DT::F8E4M3FN, {spec.m, spec.k}, spec); e.failure()) return e;
-  if (auto e = check_dims("a.scale", sa, DT::F32, {rblocks, spec.m}, spec); e.failure()) return e;
-  if (auto e = check_dims("b", b, DT::F8E4M3FN, {spec.n, spec.k}, spec); e.failure()) return e;
-  if (auto e = check_dims("b.scale", sb, DT::F32, {rblocks, spec.n}, spec); e.failure()) return e;
+  const auto in_type = fp8 ? DT::F8E4M3FN : DT::BF16;
+  if (auto e = check_dims("a", a, in_type, {spec.m, spec.k}, spec); e.failure()) return e;
+  if (auto e = check_dims("b", b, in_type, {spec.n, spec.k}, spec); e.failure()) return e;
   if (auto e = check_dims("group sizes", sizes, DT::S32, {groups}, spec); e.failure()) return e;
   if (auto e = check_dims("d", *d, DT::F32, {groups, spec.m, spec.n}, spec); e.failure()) return e;
   if (groups <= 0) return ffi::Error::Success();
@@ -125,21 +126,34 @@ ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingAr
   unsigned grid = 0;
   if (!persistent_grid(state, units, &grid, &error)) return internal(error, spec);
 
+  const auto dtype = fp8 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  const int64_t row_bytes = spec.k * spec.in_bytes();
+  const uint32_t box_k = static_cast<uint32_t>(128 / spec.in_bytes());  // one 128-byte row
   const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, 4);
   CUtensorMap tm_a, tm_b, tm_d, tm_sb;
   bool ok =
-      make_tma_2d(*drv, &tm_a, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.untyped_data(), spec.k, spec.m,
-                  spec.k, 128, spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
-      make_tma_2d(*drv, &tm_b, CU_TENSOR_MAP_DATA_TYPE_UINT8, b.untyped_data(), spec.k, spec.n,
-                  spec.k, 128, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
-      make_tma_2d(*drv, &tm_sb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sb.untyped_data(), spec.n,
-                  rblocks, spec.n * 4, spec.block_n, 1, CU_TENSOR_MAP_SWIZZLE_NONE, &error) &&
+      make_tma_2d(*drv, &tm_a, dtype, a.untyped_data(), spec.k, spec.m, row_bytes, box_k,
+                  spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
+      make_tma_2d(*drv, &tm_b, dtype, b.untyped_data(), spec.k, spec.n, row_bytes, box_k,
+                  spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
       make_tma_3d(*drv, &tm_d, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, d->untyped_data(), spec.n, spec.m,
                   groups, spec.n * 4, slab_cols, 64, swizzle_for_row_bytes(slab_cols * 4), &error);
   if (!ok) return internal(error, spec);
-  const void* sa_ptr = sa.untyped_data();
   const void* sizes_ptr = sizes.untyped_data();
   uint32_t g32 = static_cast<uint32_t>(groups);
+  if (!fp8) {
+    void* params[] = {&tm_a, &tm_b, &tm_d, &sizes_ptr, &g32};
+    if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
+    return ffi::Error::Success();
+  }
+  auto sa = args.get<ffi::AnyBuffer>(1).value();
+  auto sb = args.get<ffi::AnyBuffer>(3).value();
+  if (auto e = check_dims("a.scale", sa, DT::F32, {rblocks, spec.m}, spec); e.failure()) return e;
+  if (auto e = check_dims("b.scale", sb, DT::F32, {rblocks, spec.n}, spec); e.failure()) return e;
+  if (!make_tma_2d(*drv, &tm_sb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sb.untyped_data(), spec.n,
+                   rblocks, spec.n * 4, spec.block_n, 1, CU_TENSOR_MAP_SWIZZLE_NONE, &error))
+    return internal(error, spec);
+  const void* sa_ptr = sa.untyped_data();
   void* params[] = {&tm_a, &tm_b, &tm_d, &tm_sb, &sa_ptr, &sizes_ptr, &g32};
   if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
   return ffi::Error::Success();

@@ -257,48 +257,64 @@ def _k_grouped_padded(x, group_sizes, rows):
     return jnp.where(valid[:, None], x[src], jnp.zeros((), x.dtype)).T
 
 
-def k_grouped_fp8_gemm_tn_contiguous(a, sa, b, sb, group_sizes, c=None, *, num_sms=None):
+def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
+    """Shared path of the k-grouped FP8 and BF16 kernels (`scales`: (sa, sb) or None)."""
     k_total, m = a.shape
     n = b.shape[1]
     groups = group_sizes.shape[0]
     if groups == 0 or m == 0 or n == 0:
         return jnp.zeros((groups, m, n), jnp.float32) if c is None else c.astype(jnp.float32)
-    rows = sa.shape[0]  # layout.k_grouped_scale_rows(k_total, groups)
+    fp8 = scales is not None
+    rows = layout.k_grouped_scale_rows(k_total, groups)
     n_align = layout.contiguous_alignment(4)
-    a_t = _k_grouped_padded(a, group_sizes, rows)                    # [M, rows*128]
+    a_t = _k_grouped_padded(a, group_sizes, rows)                         # [M, rows*128]
     b_t = _pad_axis(_k_grouped_padded(b, group_sizes, rows), 0, n_align)  # [N', rows*128]
-    sb_p = _pad_axis(sb.astype(jnp.float32), 1, n_align)           # [rows, N']
     n_pad = b_t.shape[0]
     sizes = _groups.clamped_sizes(group_sizes, k_total)
     cfg = _forced_config or _config.dense_config(
-        m, n_pad, max(1, k_total // groups), fp8=True, out_bytes=4, sb_per_row=True,
+        m, n_pad, max(1, k_total // groups), fp8=fp8, out_bytes=4, sb_per_row=fp8,
         num_sms=num_sms)
     if _forced_config is None and cfg.block_m > 128:
-        # Two 64-row waves of per-row-scaled promotion plus the group cursor
-        # overflow the math warpgroups' registers: 128-row tiles at most.
+        # Two 64-row waves plus the group cursor overflow the math warpgroups'
+        # registers with per-row-scaled promotion: 128-row tiles at most.
         cfg = _config.GemmConfig(128, cfg.block_n, _config._max_stages(
-            128, cfg.block_n, 1, 4, True), cfg.cluster)
+            128, cfg.block_n, 1 if fp8 else 2, 4, fp8), cfg.cluster)
     if cfg.cluster > 2:
         cfg = dataclasses.replace(cfg, cluster=2)
-    operands = [a_t, sa.astype(jnp.float32), b_t, sb_p, sizes]
+    if fp8:
+        sa, sb = scales
+        operands = [a_t, sa.astype(jnp.float32), b_t,
+                    _pad_axis(sb.astype(jnp.float32), 1, n_align), sizes]
+    else:
+        operands = [a_t.astype(jnp.bfloat16), b_t.astype(jnp.bfloat16), sizes]
     if c is not None:
         operands.append(_pad_axis(c.astype(jnp.float32), 2, n_align))
     _ext.ensure_registered()
     call = jax.ffi.ffi_call(
         _ext.K_GROUPED_TARGET, jax.ShapeDtypeStruct((groups, m, n_pad), jnp.float32),
-        vmap_method="sequential", input_output_aliases={5: 0} if c is not None else None)
-    d = call(*operands, kernel="k_grouped_fp8_gemm", m=int(m), n=int(n_pad),
+        vmap_method="sequential",
+        input_output_aliases={len(operands) - 1: 0} if c is not None else None)
+    d = call(*operands, kernel=kernel, m=int(m), n=int(n_pad),
              k=int(rows * layout.SCALE_BLOCK), block_m=int(cfg.block_m),
              block_n=int(cfg.block_n), stages=int(cfg.stages), band_n=int(cfg.band_n),
-             out_f32=1, accumulate=int(c is not None), sb_per_row=1, cluster=int(cfg.cluster),
-             masked=0, num_sms=int(num_sms or 0), smem_override=int(_smem_override))
+             out_f32=1, accumulate=int(c is not None), sb_per_row=int(fp8),
+             cluster=int(cfg.cluster), masked=0, num_sms=int(num_sms or 0),
+             smem_override=int(_smem_override))
     return d if n_pad == n else d[:, :, :n]
+
+
+def k_grouped_fp8_gemm_tn_contiguous(a, sa, b, sb, group_sizes, c=None, *, num_sms=None):
+    return _k_grouped("k_grouped_fp8_gemm", a, b, group_sizes, c, (sa, sb), num_sms=num_sms)
+
+
+def k_grouped_bf16_gemm_tn_contiguous(a, b, group_sizes, c=None, *, num_sms=None):
+    return _k_grouped("k_grouped_bf16_gemm", a, b, group_sizes, c, None, num_sms=num_sms)
 
 
 KERNEL_IMPLS["fp8_gemm_nt"] = fp8_gemm_nt
 KERNEL_IMPLS["bf16_gemm_nt"] = bf16_gemm_nt
 
-#: The grouped kernels (m-grouped FP8/BF16, k-grouped FP8) compile and pass the
+#: The grouped kernels (m-grouped and k-grouped, FP8 and BF16) compile and pass the
 #: CPU checks (NVRTC, SASS, no spills) but have not yet run on a Hopper GPU:
 #: until they have, the grouped ops run their reference path there unless
 #: JAXGEMM_GROUPED_KERNELS=1.
@@ -308,6 +324,7 @@ GROUPED_IMPLS = {
     "k_grouped_fp8_gemm_tn_contiguous": k_grouped_fp8_gemm_tn_contiguous,
     "m_grouped_bf16_gemm_nt_contiguous": m_grouped_bf16_gemm_nt_contiguous,
     "m_grouped_bf16_gemm_nt_masked": m_grouped_bf16_gemm_nt_masked,
+    "k_grouped_bf16_gemm_tn_contiguous": k_grouped_bf16_gemm_tn_contiguous,
 }
 if os.environ.get("JAXGEMM_GROUPED_KERNELS", "0") not in ("", "0"):
     KERNEL_IMPLS.update(GROUPED_IMPLS)
@@ -341,6 +358,8 @@ SAMPLE_SPECS: list[dict] = [
                  accumulate=1),
     _gemm_attrs("k_grouped_fp8_gemm", 2048, 8448, 128, 192, 4, out_f32=1, sb_per_row=1, m=7168,
                  cluster=2),
+    _gemm_attrs("k_grouped_bf16_gemm", 7168, 33024, 128, 256, 3, out_f32=1, m=4096, accumulate=1,
+                cluster=2),
 ]
 
 

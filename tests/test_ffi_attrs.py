@@ -58,6 +58,9 @@ def _cases():
             jnp.ones((2, 136, 256), jnp.bfloat16), gs),
         "k_grouped": (lambda a0, a1, b0, b1, g: _kernels.k_grouped_fp8_gemm_tn_contiguous(
             a0, a1, b0, b1, g), *x, *y, gs),
+        "k_grouped_bf16": (lambda p, q, g: _kernels.k_grouped_bf16_gemm_tn_contiguous(
+            p, q, g, c=jnp.ones((2, 128, 64))), jnp.ones((256, 128), jnp.bfloat16),
+            jnp.ones((256, 64), jnp.bfloat16), gs),
     }
 
 

@@ -113,8 +113,8 @@ def test_bf16_grouped(masked, cfg, monkeypatch):
 
 @pytest.fixture
 def k_grouped_kernel(monkeypatch):
-    monkeypatch.setitem(_kernels.KERNEL_IMPLS, "k_grouped_fp8_gemm_tn_contiguous",
-                        _kernels.k_grouped_fp8_gemm_tn_contiguous)
+    for name in ("k_grouped_fp8_gemm_tn_contiguous", "k_grouped_bf16_gemm_tn_contiguous"):
+        monkeypatch.setitem(_kernels.KERNEL_IMPLS, name, getattr(_kernels, name))
     jax.clear_caches()
     yield
     jax.clear_caches()
@@ -140,3 +140,19 @@ def test_k_grouped(sizes, accumulate, k_grouped_kernel):
     denom = (out * out + ref * ref).sum()
     assert (1 - 2 * (out * ref).sum() / denom if denom else 0.0) < 1e-5
     assert np.abs(out - ref).max() <= 1e-3 * (np.abs(ref).max() + 1e-9)
+
+
+@pytest.mark.parametrize("sizes", [[300, 0, 650, 1], [0, 0], [1000, 900]])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_k_grouped_bf16(sizes, accumulate, k_grouped_kernel):
+    k_total, m, n = 1200, 384, 264
+    gs = jnp.asarray(sizes, jnp.int32)
+    x = jnp.asarray(_rng.standard_normal((k_total, m), np.float32)).astype(jnp.bfloat16)
+    y = jnp.asarray(_rng.standard_normal((k_total, n), np.float32)).astype(jnp.bfloat16)
+    c = jnp.asarray(_rng.standard_normal((len(sizes), m, n), np.float32)) if accumulate else None
+    out = jax.jit(lambda a, b, s, c: jaxgemm.k_grouped_bf16_gemm_tn_contiguous(a, b, s, c=c))(
+        x, y, gs, c)
+    ref = O.k_grouped(x, y, np.asarray(sizes), None if c is None else np.asarray(c))
+    out = np.asarray(out, np.float64)
+    assert np.isfinite(out).all()
+    assert np.abs(out - ref).max() <= 1e-4 * (np.abs(ref).max() + 1e-9)
