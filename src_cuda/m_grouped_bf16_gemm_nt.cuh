@@ -6,6 +6,7 @@
 // accumulators are the result, one stage of wgmma kept in flight.
 #pragma once
 
+#include "bf16_mainloop.cuh"
 #include "gemm_common.cuh"
 #include "grouped_scheduler.cuh"
 #include "masked_store.cuh"
@@ -93,39 +94,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 #pragma unroll
         for (u32 i = 0; i < Mma::kNumAccum; ++i) acc[w][i] = 0.f;
       if (g >= 0) {
-        u32 prev_stage = 0;
-        for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
-          mbar_wait(&ring.full[stage], phase);
-          const u64 db = smem_desc_sw128(sm.b + stage * kPlan.b_stage);
-#pragma unroll
-          for (u32 w = 0; w < kWaves; ++w)
-#pragma unroll
-            for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[w][i]);
-          wgmma_fence();
-#pragma unroll
-          for (u32 w = 0; w < kWaves; ++w) {
-            const u64 da =
-                smem_desc_sw128(sm.a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
-#pragma unroll
-            for (u32 k = 0; k < BLOCK_K / 16; ++k)
-              Mma::mma(da + 2 * k, db + 2 * k, acc[w], kb > 0 || k > 0);
-          }
-          wgmma_commit();
-#pragma unroll
-          for (u32 w = 0; w < kWaves; ++w)
-#pragma unroll
-            for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[w][i]);
-          wgmma_wait<1>();
-          if (kb > 0) ring.release(prev_stage, lane);
-          prev_stage = stage;
-          if (++stage == kStages) stage = 0, phase ^= 1;
-        }
-        wgmma_wait<0>();
-#pragma unroll
-        for (u32 w = 0; w < kWaves; ++w)
-#pragma unroll
-          for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[w][i]);
-        ring.release(prev_stage, lane);
+        bf16_accumulate_stages<Mma, kWaves, BLOCK_K / 16>(ring, sm, kPlan.a_stage, kPlan.b_stage,
+                                                          wg, lane, kNumKBlocks, stage, phase, acc);
       }
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)

@@ -1,0 +1,52 @@
+// The main loop of the BF16 kernels (dense, m-grouped, k-grouped): the
+// accumulators are the result, so each math warpgroup keeps one stage of
+// wgmma in flight and frees a stage as soon as the next one is issued.
+#pragma once
+
+#include "gemm_common.cuh"
+
+namespace jaxgemm {
+
+// acc[w] = sum over `num_stages` (>= 1) ring stages of A_wave_w @ B^T, for
+// this warpgroup's kWaves 64-row waves; `stage`/`phase` advance with the ring.
+template <typename Mma, u32 kWaves, u32 kKSteps, u32 kStages, u32 kCluster>
+__device__ __forceinline__ void bf16_accumulate_stages(const Ring<kStages, kCluster>& ring,
+                                                       const GemmSmem& sm, u32 a_stage_bytes,
+                                                       u32 b_stage_bytes, u32 wg, u32 lane,
+                                                       u32 num_stages, u32& stage, u32& phase,
+                                                       float (&acc)[kWaves][Mma::kNumAccum]) {
+  u32 prev_stage = 0;
+  for (u32 i = 0; i < num_stages; ++i) {
+    mbar_wait(&ring.full[stage], phase);
+    const u64 db = smem_desc_sw128(sm.b + stage * b_stage_bytes);
+#pragma unroll
+    for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+      for (u32 x = 0; x < Mma::kNumAccum; ++x) reg_fence(acc[w][x]);
+    wgmma_fence();
+#pragma unroll
+    for (u32 w = 0; w < kWaves; ++w) {
+      const u64 da = smem_desc_sw128(sm.a + stage * a_stage_bytes + (wg * kWaves + w) * 64 * 128);
+#pragma unroll
+      for (u32 k = 0; k < kKSteps; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc[w], i > 0 || k > 0);
+    }
+    wgmma_commit();
+#pragma unroll
+    for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+      for (u32 x = 0; x < Mma::kNumAccum; ++x) reg_fence(acc[w][x]);
+    // Keep this stage's wgmma in flight; the previous stage is now free.
+    wgmma_wait<1>();
+    if (i > 0) ring.release(prev_stage, lane);
+    prev_stage = stage;
+    if (++stage == kStages) stage = 0, phase ^= 1;
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+    for (u32 x = 0; x < Mma::kNumAccum; ++x) reg_fence(acc[w][x]);
+  ring.release(prev_stage, lane);
+}
+
+}  // namespace jaxgemm
