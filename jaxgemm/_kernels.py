@@ -314,10 +314,10 @@ def k_grouped_bf16_gemm_tn_contiguous(a, b, group_sizes, c=None, *, num_sms=None
 KERNEL_IMPLS["fp8_gemm_nt"] = fp8_gemm_nt
 KERNEL_IMPLS["bf16_gemm_nt"] = bf16_gemm_nt
 
-#: The grouped kernels (m-grouped and k-grouped, FP8 and BF16) compile and pass the
-#: CPU checks (NVRTC, SASS, no spills) but have not yet run on a Hopper GPU:
-#: until they have, the grouped ops run their reference path there unless
-#: JAXGEMM_GROUPED_KERNELS=1.
+#: The grouped kernels (m-grouped and k-grouped, FP8 and BF16): on by default
+#: since they passed the GPU tests on the H100 (2026-11-27, 94eef00);
+#: JAXGEMM_GROUPED_KERNELS=0 sends the grouped ops to the reference path (a
+#: switch for bisecting a suspected kernel bug).
 GROUPED_IMPLS = {
     "m_grouped_fp8_gemm_nt_contiguous": m_grouped_fp8_gemm_nt_contiguous,
     "m_grouped_fp8_gemm_nt_masked": m_grouped_fp8_gemm_nt_masked,
@@ -326,7 +326,7 @@ GROUPED_IMPLS = {
     "m_grouped_bf16_gemm_nt_masked": m_grouped_bf16_gemm_nt_masked,
     "k_grouped_bf16_gemm_tn_contiguous": k_grouped_bf16_gemm_tn_contiguous,
 }
-if os.environ.get("JAXGEMM_GROUPED_KERNELS", "0") not in ("", "0"):
+if os.environ.get("JAXGEMM_GROUPED_KERNELS", "1") not in ("", "0"):
     KERNEL_IMPLS.update(GROUPED_IMPLS)
 
 

@@ -1,7 +1,7 @@
 """m-grouped FP8 kernels (contiguous, masked) on a Hopper GPU against the oracle.
 
-The kernels are opted in with JAXGEMM_GROUPED_KERNELS=1 until verified; these
-tests enable them directly.  Ragged, unaligned, empty and oversized groups.
+The fixtures install the kernels explicitly, so the tests exercise them even
+when JAXGEMM_GROUPED_KERNELS=0 is set in the environment.  Ragged, unaligned, empty and oversized groups.
 """
 from __future__ import annotations
 

@@ -21,10 +21,16 @@ for step in "$@"; do
     bench-grouped) timeout 480 python3 benchmarks/bench_grouped.py ${GROUPED_ARGS} 2>&1 | tee "$OUT/bench_grouped.log" | grep -v "^WARNING\|^  " | tail -50 ;;
     train) timeout 480 bash -c 'python3 examples/train_moe.py --dtype fp8 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_fp8.json && python3 examples/train_moe.py --dtype bf16 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_bf16.json && python3 examples/train_moe.py --steps 0 --plot $OUT/train_loss.png --compare $OUT/train_fp8.json $OUT/train_bf16.json' 2>&1 | tee "$OUT/train.log" | tail -15 ;;
     sanitize)
-      for tool in memcheck racecheck; do
-        timeout 240 /usr/local/cuda/bin/compute-sanitizer --tool $tool --kernel-name kns=gemm_nt_kernel \
-          python3 tools/sanitize_dense.py > "$OUT/sanitize_$tool.log" 2>&1
-        echo "$tool rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sweep done" "$OUT/sanitize_$tool.log" | tail -3
+      # Dense kernels (names end in gemm_nt_kernel; m-grouped ones contain
+      # "grouped" and are covered by the grouped pass, with bad group sizes).
+      for target in "dense:gemm_nt_kernel" "grouped:grouped"; do
+        script=${target%%:*}; filter=${target#*:}
+        for tool in memcheck racecheck; do
+          timeout 280 /usr/local/cuda/bin/compute-sanitizer --tool $tool --kernel-name kns=$filter \
+            python3 tools/sanitize_$script.py > "$OUT/sanitize_${script}_$tool.log" 2>&1
+          echo "$script $tool rc=$?"
+          grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sweep done" "$OUT/sanitize_${script}_$tool.log" | tail -3
+        done
       done ;;
   esac
 done

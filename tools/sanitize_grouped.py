@@ -1,0 +1,70 @@
+"""Grouped kernels under compute-sanitizer: ragged, empty and *bad* group sizes.
+
+Bad sizes (negative, summing past the rows/tokens there are, masked_m > M_max)
+are clamped by contract (docs/api.md); this script drives each grouped kernel
+with them so memcheck can prove no access leaves the buffers.
+
+    compute-sanitizer --tool memcheck --kernel-name kns=grouped python3 tools/sanitize_grouped.py
+"""
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+
+import jaxgemm
+from jaxgemm import _config, _kernels, _oracle as O
+
+rng = np.random.default_rng(5)
+BF16 = jnp.bfloat16
+
+
+def rel(out, ref):
+    out = np.asarray(out, np.float64)
+    return np.abs(out - ref).max() / (np.abs(ref).max() + 1e-9)
+
+
+m, n, k = 300, 136, 384
+a = jnp.asarray(rng.standard_normal((m, k), np.float32))
+CONTIG = [[100, 0, 37, 1], [-5, 200, 400, 30], [0, 0, 0, 0]]
+CONFIGS = [None, (64, 32, 4, 1), (128, 96, 4, 2), (256, 64, 3, 2)]
+for sizes in CONTIG:
+    g = len(sizes)
+    b = jnp.asarray(rng.standard_normal((g, n, k), np.float32))
+    qa, qb = jaxgemm.per_token_cast_to_fp8(a), jaxgemm.per_block_cast_to_fp8_grouped(b)
+    gs = jnp.asarray(sizes, jnp.int32)
+    ref = O.m_grouped_contiguous(qa, qb, np.asarray(sizes))
+    ref16 = O.m_grouped_contiguous(a.astype(BF16), b.astype(BF16), np.asarray(sizes))
+    for cfg in CONFIGS:
+        jax.clear_caches()  # a forced config applies at lowering: drop cached lowerings
+        with _kernels.force_config(_config.GemmConfig(*cfg) if cfg else None):
+            o8 = jax.jit(jaxgemm.m_grouped_fp8_gemm_nt_contiguous)(qa, qb, gs)
+            o16 = jax.jit(jaxgemm.m_grouped_bf16_gemm_nt_contiguous)(a.astype(BF16), b.astype(BF16), gs)
+        print(f"contiguous {sizes} {cfg}: fp8 {rel(o8, ref):.1e} bf16 {rel(o16, ref16):.1e}", flush=True)
+
+g, m_max = 4, 130
+am = jnp.asarray(rng.standard_normal((g, m_max, k), np.float32))
+bm = jnp.asarray(rng.standard_normal((g, n, k), np.float32))
+qa, qb = jaxgemm.per_token_cast_to_fp8(am), jaxgemm.per_block_cast_to_fp8_grouped(bm)
+for masked in ([0, 1, 64, 130], [500, -3, 17, 129]):
+    mm = jnp.asarray(masked, jnp.int32)
+    o8 = jax.jit(lambda x, y, s: jaxgemm.m_grouped_fp8_gemm_nt_masked(x, y, s, expected_m=64))(qa, qb, mm)
+    o16 = jax.jit(lambda x, y, s: jaxgemm.m_grouped_bf16_gemm_nt_masked(x, y, s, expected_m=64))(
+        am.astype(BF16), bm.astype(BF16), mm)
+    print(f"masked {masked}: fp8 {rel(o8, O.m_grouped_masked(qa, qb, np.asarray(masked))):.1e} "
+          f"bf16 {rel(o16, O.m_grouped_masked(am.astype(BF16), bm.astype(BF16), np.asarray(masked))):.1e}",
+          flush=True)
+
+k_total, mk, nk = 700, 136, 264
+x = jnp.asarray(rng.standard_normal((k_total, mk), np.float32))
+y = jnp.asarray(rng.standard_normal((k_total, nk), np.float32))
+for sizes in ([300, 0, 250, 1], [-3, 500, 600], [0, 0]):
+    gs = jnp.asarray(sizes, jnp.int32)
+    qx, qy = jaxgemm.per_token_cast_to_fp8_grouped(x, gs), jaxgemm.per_token_cast_to_fp8_grouped(y, gs)
+    c = jnp.asarray(rng.standard_normal((len(sizes), mk, nk), np.float32))
+    o8 = jax.jit(lambda p, q, s, c: jaxgemm.k_grouped_fp8_gemm_tn_contiguous(p, q, s, c=c))(qx, qy, gs, c)
+    o16 = jax.jit(lambda p, q, s: jaxgemm.k_grouped_bf16_gemm_tn_contiguous(p, q, s))(
+        x.astype(BF16), y.astype(BF16), gs)
+    print(f"k-grouped {sizes}: fp8 {rel(o8, O.k_grouped(qx, qy, np.asarray(sizes), np.asarray(c))):.1e} "
+          f"bf16 {rel(o16, O.k_grouped(x.astype(BF16), y.astype(BF16), np.asarray(sizes), None)):.1e}",
+          flush=True)
+print("sanitize sweep done")
