@@ -76,7 +76,12 @@ struct Ring {
     fence_barrier_init();
   }
   // Called by every lane of a consumer warp once it is done with `stage`.
+  // The __syncwarp orders every lane's reads of the stage (scales read into
+  // registers by all 32 lanes) before the one arrival that frees it; without
+  // it the arrival only covers the arriving lane's own reads (racecheck saw
+  // the refill race a lagging lane's scale read on a 64x16 tile).
   __device__ __forceinline__ void release(u32 stage, u32 lane) const {
+    __syncwarp();
     if constexpr (kCluster == 1) {
       if (lane == 0) mbar_arrive(&empty[stage]);
     } else {
