@@ -22,6 +22,7 @@ GemmSpec GemmSpec::from_attrs(const GemmAttrs& a) {
   s.sb_per_row = a.sb_per_row != 0;
   s.cluster = a.cluster;
   s.masked = a.masked != 0;
+  s.masked_zero_fill = a.masked != 2;
   s.num_sms = a.num_sms;
   s.smem_override = a.smem_override;
   return s;
@@ -51,6 +52,8 @@ bool GemmSpec::validate(std::string* error) const {
                               k % 128))
     e << "k-grouped GEMMs are FP32 out, per-row scales (FP8), clusters of at most 2, m > 0, "
          "k a multiple of 128";
+  else if (masked && !is_grouped())
+    e << "only m-grouped GEMMs have a masked layout";
   else if (is_grouped() && (accumulate || sb_per_row || cluster > 2))
     e << "m-grouped GEMMs take no C, per-block B scales only, clusters of at most 2";
   else if (n <= 0 || k <= 0)
@@ -101,8 +104,9 @@ KernelRequest GemmSpec::request() const {
   r.name_expression = "&jaxgemm::" + kernel + "_kernel<" + args.str() + ">";
   // A tiny translation unit per instance: include the kernel, name the one
   // template instance (NVRTC instantiates it through the name expression).
-  r.source = "#define JAXGEMM_ONLY_WGMMA_N " + std::to_string(block_n) + "\n#include \"" +
-             kernel + ".cuh\"\n";
+  r.source = "#define JAXGEMM_ONLY_WGMMA_N " + std::to_string(block_n) + "\n" +
+             (masked && !masked_zero_fill ? "#define JAXGEMM_MASKED_SKIP_ZERO_ROWS 1\n" : "") +
+             "#include \"" + kernel + ".cuh\"\n";
   return r;
 }
 
@@ -111,7 +115,9 @@ std::string GemmSpec::describe() const {
   s << kernel << (m ? " m=" + std::to_string(m) : std::string()) << " n=" << n << " k=" << k << " block=" << block_m << "x" << block_n
     << " stages=" << stages << " band_n=" << band_n << " cluster=" << cluster << " out=" << (out_f32 ? "f32" : "bf16")
     << (accumulate ? " +C" : "") << (sb_per_row ? " sb=per-row" : "")
-    << (is_grouped() ? (masked ? " masked" : " contiguous") : "");
+    << (is_grouped() ? (masked ? (masked_zero_fill ? " masked" : " masked(no zero rows)")
+                               : " contiguous")
+                     : "");
   return s.str();
 }
 

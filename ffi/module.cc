@@ -48,6 +48,7 @@ jaxgemm::GemmSpec spec_from_dict(const nb::dict& a) {
   s.sb_per_row = get("sb_per_row") != 0;
   s.cluster = a.contains("cluster") ? get("cluster") : 1;
   s.masked = a.contains("masked") && get("masked") != 0;
+  s.masked_zero_fill = !(a.contains("masked") && get("masked") == 2);
   s.num_sms = get("num_sms");
   s.smem_override = get("smem_override");
   return s;

@@ -129,6 +129,11 @@ def bf16_gemm_nt(a, b, c=None, *, out_dtype, num_sms=None):
     return d if n_pad == n else d[:, :n]
 
 
+def _masked_attr(zero_masked_rows):
+    """The `masked` attribute: 1 = masked, rows past masked_m zeroed; 2 = left alone."""
+    return 1 if zero_masked_rows else 2
+
+
 def _grouped_call(operands, out_shape, out_dtype, n_pad, k_pad, cfg, *, masked, num_sms,
                   kernel="m_grouped_fp8_gemm_nt"):
     _ext.ensure_registered()
@@ -190,7 +195,8 @@ def m_grouped_bf16_gemm_nt_contiguous(a, b, group_sizes, *, out_dtype, num_sms=N
     return d if n_pad == n else d[:, :n]
 
 
-def m_grouped_bf16_gemm_nt_masked(a, b, masked_m, *, expected_m, out_dtype, num_sms=None):
+def m_grouped_bf16_gemm_nt_masked(a, b, masked_m, *, expected_m, out_dtype, num_sms=None,
+                                  zero_masked_rows=True):
     g, m_max, k = a.shape
     n = b.shape[1]
     out_dtype = np.dtype(out_dtype)
@@ -201,7 +207,7 @@ def m_grouped_bf16_gemm_nt_masked(a, b, masked_m, *, expected_m, out_dtype, num_
     cfg = _grouped_config(int(expected_m or m_max), n_pad, k_pad, out_dtype, g, num_sms,
                           fp8=False)
     d = _grouped_call([a_p, b_p, masked_m.astype(jnp.int32)], (g, m_max, n_pad), out_dtype,
-                      n_pad, k_pad, cfg, masked=True, num_sms=num_sms,
+                      n_pad, k_pad, cfg, masked=_masked_attr(zero_masked_rows), num_sms=num_sms,
                       kernel="m_grouped_bf16_gemm_nt")
     return d if n_pad == n else d[:, :, :n]
 
@@ -221,7 +227,7 @@ def m_grouped_fp8_gemm_nt_contiguous(a, sa, b, sb, group_sizes, *, out_dtype, nu
 
 
 def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtype,
-                                 num_sms=None):
+                                 num_sms=None, zero_masked_rows=True):
     g, m_max, k = a.shape
     n = b.shape[1]
     out_dtype = np.dtype(out_dtype)
@@ -231,7 +237,8 @@ def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtyp
     n_pad, k_pad = b_p.shape[1], b_p.shape[2]
     cfg = _grouped_config(int(expected_m or m_max), n_pad, k_pad, out_dtype, g, num_sms)
     d = _grouped_call([a_p, sa_p, b_p, sb_p, masked_m.astype(jnp.int32)], (g, m_max, n_pad),
-                      out_dtype, n_pad, k_pad, cfg, masked=True, num_sms=num_sms)
+                      out_dtype, n_pad, k_pad, cfg, masked=_masked_attr(zero_masked_rows),
+                      num_sms=num_sms)
     return d if n_pad == n else d[:, :, :n]
 
 
@@ -353,7 +360,7 @@ SAMPLE_SPECS: list[dict] = [
     _gemm_attrs("m_grouped_fp8_gemm_nt", 7168, 3072, 256, 128, 3, cluster=2),
     _gemm_attrs("m_grouped_fp8_gemm_nt", 4096, 2048, 64, 112, 8, masked=1),
     _gemm_attrs("m_grouped_bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
-    _gemm_attrs("m_grouped_bf16_gemm_nt", 4096, 2048, 64, 128, 8, masked=1),
+    _gemm_attrs("m_grouped_bf16_gemm_nt", 4096, 2048, 64, 128, 8, masked=2),
     _gemm_attrs("k_grouped_fp8_gemm", 7168, 33024, 128, 128, 4, out_f32=1, sb_per_row=1, m=4096,
                  accumulate=1),
     _gemm_attrs("k_grouped_fp8_gemm", 2048, 8448, 128, 192, 4, out_f32=1, sb_per_row=1, m=7168,

@@ -420,7 +420,8 @@ def _masked_fn(local, lay, fax, params, mesh):
             lo = shard_index(mesh, m_ax) * rows
             mm = jnp.clip(mm - lo, 0, rows).astype(jnp.int32)
         d = local.bind(*ops[:-1], mm, expected_m=min(int(params["expected_m"]), rows),
-                       out_dtype=_local_dtype(params, k_ax), num_sms=params["num_sms"])
+                       out_dtype=_local_dtype(params, k_ax), num_sms=params["num_sms"],
+                       zero_masked_rows=params.get("zero_masked_rows", True))
         d = _psum(d, k_ax)
         return d.astype(params["out_dtype"])
 

@@ -10,8 +10,8 @@ fp8_gemm_nt                         a, sa, b, sb[, c]; out_dtype, num_sms
 bf16_gemm_nt                        a, b[, c]; out_dtype, num_sms
 m_grouped_fp8_gemm_nt_contiguous    a, sa, b, sb, group_sizes; out_dtype, num_sms
 m_grouped_bf16_gemm_nt_contiguous   a, b, group_sizes; out_dtype, num_sms
-m_grouped_fp8_gemm_nt_masked        a, sa, b, sb, masked_m; expected_m, out_dtype, num_sms
-m_grouped_bf16_gemm_nt_masked       a, b, masked_m; expected_m, out_dtype, num_sms
+m_grouped_fp8_gemm_nt_masked        a, sa, b, sb, masked_m; expected_m, out_dtype, num_sms, zero_masked_rows
+m_grouped_bf16_gemm_nt_masked       a, b, masked_m; expected_m, out_dtype, num_sms, zero_masked_rows
 k_grouped_fp8_gemm_tn_contiguous    a, sa, b, sb, group_sizes[, c]; num_sms
 k_grouped_bf16_gemm_tn_contiguous   a, b, group_sizes[, c]; num_sms
 ==================================  ===============================================
@@ -89,11 +89,13 @@ def _masked_abstract(a, b, out_dtype):
     return ShapedArray((a.shape[0], a.shape[1], b.shape[1]), np.dtype(out_dtype))
 
 
-def _m_fp8_masked_abstract(a, sa, b, sb, mm, *, expected_m, out_dtype, num_sms):
+def _m_fp8_masked_abstract(a, sa, b, sb, mm, *, expected_m, out_dtype, num_sms,
+                           zero_masked_rows=True):
     return _masked_abstract(a, b, out_dtype)
 
 
-def _m_bf16_masked_abstract(a, b, mm, *, expected_m, out_dtype, num_sms):
+def _m_bf16_masked_abstract(a, b, mm, *, expected_m, out_dtype, num_sms,
+                            zero_masked_rows=True):
     return _masked_abstract(a, b, out_dtype)
 
 

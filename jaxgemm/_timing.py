@@ -62,9 +62,13 @@ def time_op(fn, input_sets, *, reps: int = 30, module_hint: str | None = None) -
     k = max(1, round(per_call))
     # Group consecutive kernels into calls; each call launches the same k kernels.
     sums = [sum(e[1] for e in events[i:i + k]) for i in range(0, len(events) - k + 1, k)]
+    # Per-kernel medians (position i of each call), to see where a call's time goes.
+    per_kernel = [(events[i][2][:100], statistics.median(
+        e[1] for e in events[i:len(events) - k + 1 + i:k]) / 1e3) for i in range(k)]
     return {"us": statistics.median(sums) / 1e3, "method": "profiler",
             "kernels_per_call": per_call, "wall_us": wall * 1e6,
-            "kernel_names": sorted({e[2][:80] for e in events[:k]})}
+            "kernel_names": sorted({e[2][:80] for e in events[:k]}),
+            "per_kernel_us": per_kernel}
 
 
 def num_sets_for(bytes_per_set: int, *, target: int = 160 << 20, max_sets: int = 8) -> int:

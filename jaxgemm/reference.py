@@ -105,16 +105,16 @@ def _masked(a32, b32, masked_m, out_dtype):
 
 
 def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m,
-                                 out_dtype, num_sms=None):
-    """D[g] = A[g] @ B[g]^T on rows ``< masked_m[g]``; other rows 0."""
-    del expected_m, num_sms
+                                 out_dtype, num_sms=None, zero_masked_rows=True):
+    """D[g] = A[g] @ B[g]^T on rows ``< masked_m[g]``; other rows 0 (always)."""
+    del expected_m, num_sms, zero_masked_rows
     return _masked(dequantize(a, sa), dequantize(b, sb), masked_m, out_dtype)
 
 
 def m_grouped_bf16_gemm_nt_masked(a, b, masked_m, *, expected_m, out_dtype,
-                                  num_sms=None):
+                                  num_sms=None, zero_masked_rows=True):
     """BF16 twin of :func:`m_grouped_fp8_gemm_nt_masked`."""
-    del expected_m, num_sms
+    del expected_m, num_sms, zero_masked_rows
     return _masked(_f32(a), _f32(b), masked_m, out_dtype)
 
 

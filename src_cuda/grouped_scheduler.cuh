@@ -5,7 +5,9 @@
 //               offsets at M: the clamp semantics of jaxgemm/_groups.py), then
 //               one zero segment for the rows past the last group;
 //   masked:     group g's rows [g*M_max, g*M_max + masked_m[g]) (masked_m
-//               clipped to [0, M_max]), then its zero rows up to (g+1)*M_max.
+//               clipped to [0, M_max]), then its zero rows up to (g+1)*M_max
+//               (an empty segment when the translation unit defines
+//               JAXGEMM_MASKED_SKIP_ZERO_ROWS: those rows are left untouched).
 // A segment is ceil(rows / BLOCK_M) row tiles (the first starts at the
 // segment's first row, aligned or not) times the N blocks; a zero segment
 // only stores zeros.  Every thread walks the same units in increasing order,
@@ -13,6 +15,10 @@
 #pragma once
 
 #include "ptx.cuh"
+
+#ifndef JAXGEMM_MASKED_SKIP_ZERO_ROWS
+#define JAXGEMM_MASKED_SKIP_ZERO_ROWS 0
+#endif
 
 namespace jaxgemm {
 
@@ -42,7 +48,7 @@ struct GroupedScheduler {
       const u32 valid = raw <= 0 ? 0u : min(static_cast<u32>(raw), m);
       seg_group = (s % 2 == 0) ? static_cast<int>(g) : -1;
       seg_row0 = g * m + ((s % 2 == 0) ? 0 : valid);
-      seg_rows = (s % 2 == 0) ? valid : m - valid;
+      seg_rows = (s % 2 == 0) ? valid : (JAXGEMM_MASKED_SKIP_ZERO_ROWS ? 0u : m - valid);
     } else if (s < groups) {
       const int raw = __ldg(sizes + s);
       const u32 size = raw <= 0 ? 0u : static_cast<u32>(raw);

@@ -127,6 +127,20 @@ def test_out_dtype_and_num_sms_errors():
         jg.m_grouped_fp8_gemm_nt_masked(A3, BG, MM, expected_m=-1)
     with raises(TypeError, "expected_m", "static int"):
         jg.m_grouped_fp8_gemm_nt_masked(A3, BG, MM, expected_m=2.5)
+    with raises(TypeError, "m_grouped_fp8_gemm_nt_masked", "zero_masked_rows", "bool"):
+        jg.m_grouped_fp8_gemm_nt_masked(A3, BG, MM, zero_masked_rows=MM)
+
+
+def test_masked_without_zero_rows_matches_on_valid_rows():
+    # zero_masked_rows=False only changes what the kernel may leave in rows
+    # past masked_m; the reference path (CPU) zeroes them either way.
+    full = jg.m_grouped_fp8_gemm_nt_masked(A3, BG, MM)
+    fast = jax.jit(lambda a, b, m: jg.m_grouped_fp8_gemm_nt_masked(
+        a, b, m, zero_masked_rows=False))(A3, BG, MM)
+    np.testing.assert_array_equal(np.asarray(full), np.asarray(fast))
+    full16 = jg.m_grouped_bf16_gemm_nt_masked(A3B, BGB, MM)
+    fast16 = jg.m_grouped_bf16_gemm_nt_masked(A3B, BGB, MM, zero_masked_rows=False)
+    np.testing.assert_array_equal(np.asarray(full16), np.asarray(fast16))
 
 
 def test_grouped_errors():

@@ -72,17 +72,25 @@ def test_contiguous(sizes, cfg):
     _check(out, O.m_grouped_contiguous(qa, qb, np.asarray(sizes)))
 
 
-@pytest.mark.parametrize("masked", [[0, 1, 64, 200], [200, 200, 200, 200], [17, 0, 130, 5]])
-def test_masked(masked):
+@pytest.mark.parametrize("masked", [[0, 1, 64, 200], [200, 200, 200, 200], [17, 0, 130, 5],
+                                    [300, -4, 199, 1]])
+@pytest.mark.parametrize("zero_rows", [True, False])
+def test_masked(masked, zero_rows):
     g, m_max, n, k = 4, 200, 264, 640
     a = jnp.asarray(_rng.standard_normal((g, m_max, k), np.float32))
     b = jnp.asarray(_rng.standard_normal((g, n, k), np.float32))
     qa = jaxgemm.per_token_cast_to_fp8(a)
     qb = jaxgemm.per_block_cast_to_fp8_grouped(b)
     mm = jnp.asarray(masked, jnp.int32)
-    out = jax.jit(lambda a, b, s: jaxgemm.m_grouped_fp8_gemm_nt_masked(a, b, s, expected_m=64))(
-        qa, qb, mm)
-    _check(out, O.m_grouped_masked(qa, qb, np.asarray(masked)))
+    out = jax.jit(lambda a, b, s: jaxgemm.m_grouped_fp8_gemm_nt_masked(
+        a, b, s, expected_m=64, zero_masked_rows=zero_rows))(qa, qb, mm)
+    ref = O.m_grouped_masked(qa, qb, np.asarray(masked))
+    if zero_rows:
+        _check(out, ref)
+    else:  # only the valid rows are defined
+        valid = np.arange(m_max)[None, :] < np.clip(masked, 0, m_max)[:, None]
+        out = np.asarray(out, np.float64)
+        _check(np.where(valid[..., None], out, 0.0), ref)
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -97,20 +97,24 @@ def m_grouped_bf16_gemm_nt_contiguous(a, b, group_sizes, *, out_dtype=None,
 # ------------------------------------------------------------ m-grouped masked
 
 
-def _masked_common(fn, a3_shape, masked_m, expected_m, out_dtype, num_sms):
+def _masked_common(fn, a3_shape, masked_m, expected_m, out_dtype, num_sms, zero_masked_rows):
     g, m_max = a3_shape[0], a3_shape[1]
     mm = V.group_sizes(fn, "masked_m", masked_m, g)
     em = m_max if expected_m is None else V.static_int(fn, "expected_m", expected_m)
     odt = V.out_dtype(fn, out_dtype, False)
     sms = V.num_sms(fn, num_sms)
-    return mm, em, odt, sms
+    if not isinstance(zero_masked_rows, bool):
+        raise TypeError(f"{fn}: zero_masked_rows must be a Python bool; got "
+                        f"{type(zero_masked_rows).__name__}")
+    return mm, em, odt, sms, bool(zero_masked_rows)
 
 
 def m_grouped_fp8_gemm_nt_masked(a, b, masked_m, *, expected_m=None,
-                                 out_dtype=None, num_sms=None):
+                                 out_dtype=None, num_sms=None, zero_masked_rows=True):
     """MoE decoding: ``D[g] = A[g] @ B[g]^T`` on the first ``masked_m[g]`` rows.
 
-    Rows at or past ``masked_m[g]`` (clipped to ``[0, M_max]``) come out zero.
+    Rows at or past ``masked_m[g]`` (clipped to ``[0, M_max]``) come out zero,
+    unless ``zero_masked_rows=False``.
 
     Args:
       a: FP8 ``(data [G, M_max, K], scale [G, M_max, ceil(K/128)])``.
@@ -120,6 +124,14 @@ def m_grouped_fp8_gemm_nt_masked(a, b, masked_m, *, expected_m=None,
         ``M_max``); only a tuning hint for the kernel.
       out_dtype: ``bfloat16`` (default) or ``float32``.
       num_sms: SMs the kernel may use.
+      zero_masked_rows: static bool.  ``True`` (default): rows past
+        ``masked_m[g]`` are written with zeros.  ``False``: the kernel does
+        not touch them, so they hold whatever the output buffer held
+        (possibly NaN); use it only when every consumer reads the first
+        ``masked_m[g]`` rows alone.  With ``M_max`` far above ``masked_m``
+        (decode: M_max 4096, ~20 tokens per expert) zeroing is most of the
+        memory traffic, so ``False`` is the fast decode path.  The reference
+        path always zeroes (a valid "unspecified").
 
     Returns:
       ``D [G, M_max, N]`` in ``out_dtype``.
@@ -129,14 +141,14 @@ def m_grouped_fp8_gemm_nt_masked(a, b, masked_m, *, expected_m=None,
     bd, bsc = _fp8_pair_checked(fn, "b", b, _B3, ("full", "block", "block"))
     V.check_dim(fn, "b.data", bd, _B3, "G", ad.shape[0], "a.data's G")
     _check_b_k(fn, "b.data", bd, ad.shape[2], "a.data")
-    mm, em, odt, sms = _masked_common(fn, ad.shape, masked_m, expected_m,
-                                      out_dtype, num_sms)
+    mm, em, odt, sms, zr = _masked_common(fn, ad.shape, masked_m, expected_m,
+                                          out_dtype, num_sms, zero_masked_rows)
     return _primitive.bind(fn, ad, asc, bd, bsc, mm, expected_m=em, out_dtype=odt,
-                           num_sms=sms)
+                           num_sms=sms, zero_masked_rows=zr)
 
 
 def m_grouped_bf16_gemm_nt_masked(a, b, masked_m, *, expected_m=None,
-                                  out_dtype=None, num_sms=None):
+                                  out_dtype=None, num_sms=None, zero_masked_rows=True):
     """BF16 twin of :func:`m_grouped_fp8_gemm_nt_masked`.
 
     Args:
@@ -146,9 +158,11 @@ def m_grouped_bf16_gemm_nt_masked(a, b, masked_m, *, expected_m=None,
       expected_m: optional static tuning hint (default ``M_max``).
       out_dtype: ``bfloat16`` (default) or ``float32``.
       num_sms: SMs the kernel may use.
+      zero_masked_rows: as in :func:`m_grouped_fp8_gemm_nt_masked`.
 
     Returns:
-      ``D [G, M_max, N]``; rows at or past ``masked_m[g]`` are zero.
+      ``D [G, M_max, N]``; rows at or past ``masked_m[g]`` are zero (or
+      untouched with ``zero_masked_rows=False``).
     """
     fn = "m_grouped_bf16_gemm_nt_masked"
     a = V.bf16_operand(fn, "a", a)
@@ -157,10 +171,10 @@ def m_grouped_bf16_gemm_nt_masked(a, b, masked_m, *, expected_m=None,
     V.check_rank(fn, "b", b, _B3)
     V.check_dim(fn, "b", b, _B3, "G", a.shape[0], "a's G")
     _check_b_k(fn, "b", b, a.shape[2], "a")
-    mm, em, odt, sms = _masked_common(fn, a.shape, masked_m, expected_m,
-                                      out_dtype, num_sms)
+    mm, em, odt, sms, zr = _masked_common(fn, a.shape, masked_m, expected_m,
+                                          out_dtype, num_sms, zero_masked_rows)
     return _primitive.bind(fn, a, b, mm, expected_m=em, out_dtype=odt,
-                           num_sms=sms)
+                           num_sms=sms, zero_masked_rows=zr)
 
 
 # ------------------------------------------------------------ k-grouped

@@ -1,0 +1,59 @@
+"""Where the time of a grouped op goes: per-kernel device time of one call.
+
+    JAXGEMM_PRINT_CONFIGS=1 python3 tools/profile_grouped.py
+"""
+import sys
+
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+
+import jaxgemm
+from jaxgemm import _timing as timing
+
+BF16 = jnp.bfloat16
+
+
+def show(label, fn, args, flops):
+    r = timing.time_op(jax.jit(fn), [args], reps=10)
+    print(f"{label}: {r['us']:.0f} us, {flops / r['us'] / 1e6:.0f} TFLOPS", flush=True)
+    for name, us in r.get("per_kernel_us", []):
+        print(f"    {us:9.1f} us  {name}", flush=True)
+
+
+key = jax.random.PRNGKey(0)
+which = sys.argv[1:] or ["k", "masked", "contig"]
+if "k" in which:
+    for g, m, n, kpg in [(4, 4096, 7168, 8192), (16, 7168, 2048, 2048)]:
+        sizes = np.full(g, kpg, np.int32)
+        kt = g * kpg
+        x = jax.random.normal(key, (kt, m), BF16)
+        y = jax.random.normal(jax.random.fold_in(key, 1), (kt, n), BF16)
+        gs = jnp.asarray(sizes)
+        qx, qy = jaxgemm.per_token_cast_to_fp8_grouped(x, gs), jaxgemm.per_token_cast_to_fp8_grouped(y, gs)
+        show(f"k-grouped fp8 {g}x{m}x{n}x{kpg}", jaxgemm.k_grouped_fp8_gemm_tn_contiguous,
+             (qx, qy, gs), 2.0 * kt * m * n)
+        show(f"k-grouped bf16 {g}x{m}x{n}x{kpg}", jaxgemm.k_grouped_bf16_gemm_tn_contiguous,
+             (x, y, gs), 2.0 * kt * m * n)
+if "masked" in which:
+    for g, mmax, em, n, k in [(32, 4096, 192, 7168, 3072), (6, 4096, 1024, 4096, 4096),
+                              (32, 4096, 20, 7168, 3072)]:
+        a = jax.random.normal(key, (g, mmax, k), BF16)
+        w = jax.random.normal(jax.random.fold_in(key, 2), (g, n, k), BF16)
+        qa, qw = jaxgemm.per_token_cast_to_fp8(a), jaxgemm.per_block_cast_to_fp8_grouped(w)
+        mm = jnp.full((g,), em, jnp.int32)
+        for z in (False, True):
+            show(f"masked {g}x{mmax}x{em}x{n}x{k} zero_rows={z}",
+                 lambda p, q, s, z=z: jaxgemm.m_grouped_fp8_gemm_nt_masked(
+                     p, q, s, expected_m=em, zero_masked_rows=z), (qa, qw, mm), 2.0 * g * em * n * k)
+if "contig" in which:
+    g, mpg, n, k = 8, 4096, 4096, 4096
+    a = jax.random.normal(key, (g * mpg, k), BF16)
+    w = jax.random.normal(jax.random.fold_in(key, 2), (g, n, k), BF16)
+    qa, qw = jaxgemm.per_token_cast_to_fp8(a), jaxgemm.per_block_cast_to_fp8_grouped(w)
+    gs = jnp.full((g,), mpg, jnp.int32)
+    show(f"contiguous {g}x{mpg}x{n}x{k}", jaxgemm.m_grouped_fp8_gemm_nt_contiguous, (qa, qw, gs),
+         2.0 * g * mpg * n * k)
+    show(f"dense {g * mpg}x{n}x{k}", jaxgemm.fp8_gemm_nt, (qa, (qw[0][0], qw[1][0])),
+         2.0 * g * mpg * n * k)
