@@ -1,5 +1,8 @@
 """Where the time of a grouped op goes: per-kernel device time of one call.
 
+Run with XLA_FLAGS=--xla_gpu_enable_command_buffer= : kernels that XLA
+groups into a CUDA graph (command buffer) are not traced one by one.
+
     JAXGEMM_PRINT_CONFIGS=1 python3 tools/profile_grouped.py
 """
 import sys
