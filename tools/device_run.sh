@@ -19,7 +19,7 @@ for step in "$@"; do
     tests) timeout 400 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     sweep) timeout 420 python3 benchmarks/sweep_dense.py --top ${SWEEP_TOP:-8} ${SWEEP_ARGS} 2>&1 | tee "$OUT/sweep.log" | grep -v "^WARNING" | tail -40 ;;
     bench) timeout 480 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench.log" | grep -v "^WARNING\|^  " | tail -60 ;;
-    bench-grouped) timeout 480 python3 benchmarks/bench_grouped.py ${GROUPED_ARGS} 2>&1 | tee "$OUT/bench_grouped.log" | grep -v "^WARNING\|^  " | tail -50 ;;
+    bench-grouped) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout 480 python3 benchmarks/bench_grouped.py ${GROUPED_ARGS} 2>&1 | tee "$OUT/bench_grouped.log" | grep -v "^WARNING\|^  " | tail -50 ;;
     train) timeout 480 bash -c 'python3 examples/train_moe.py --dtype fp8 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_fp8.json && python3 examples/train_moe.py --dtype bf16 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_bf16.json && python3 examples/train_moe.py --steps 0 --plot $OUT/train_loss.png --compare $OUT/train_fp8.json $OUT/train_bf16.json' 2>&1 | tee "$OUT/train.log" | tail -15 ;;
     sanitize)
       # Dense kernels (names end in gemm_nt_kernel; m-grouped ones contain
