@@ -10,11 +10,14 @@ calls is reported.  Without GPU events (CPU) it falls back to wall time.
 from __future__ import annotations
 
 import glob
+import os
 import statistics
 import tempfile
 import time
 
 import jax
+
+_DEBUG = bool(os.environ.get("JAXGEMM_TIMING_DEBUG"))
 
 
 def _gpu_kernel_events(trace_dir: str):
@@ -29,10 +32,17 @@ def _gpu_kernel_events(trace_dir: str):
         if not plane.name.startswith("/device:GPU"):
             continue
         for line in plane.lines:
-            lname = line.name.lower()
-            if "memcpy" in lname or "memset" in lname:
+            # A stream line's name lists every kind of work on it (e.g.
+            # "Stream #20(MemcpyD2D,Compute)"), so copies are told apart per
+            # event: skipping such a line would drop the kernels that share it.
+            if _DEBUG:
+                print(f"[jaxgemm timing] {plane.name} / {line.name}: {len(list(line.events))} events")
+            if line.name.startswith("XLA "):  # "XLA Ops"/"XLA Modules": the same work, coarser
                 continue
             for ev in line.events:
+                ename = ev.name.lower()
+                if "memcpy" in ename or "memset" in ename:
+                    continue
                 stats = dict(ev.stats)
                 events.append((ev.start_ns, ev.duration_ns, ev.name, stats.get("hlo_module", "")))
     return events
