@@ -77,7 +77,8 @@ def _block_n_candidates(fp8: bool, sb_per_row: bool, block_m: int) -> list[int]:
 
 
 def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
-                 sb_per_row: bool = False, num_sms: int | None = None) -> GemmConfig:
+                 sb_per_row: bool = False, num_sms: int | None = None,
+                 max_block_m: int = 256) -> GemmConfig:
     """Block sizes, cluster and stages for a dense NT GEMM of shape (m, n, k)."""
     sms = num_sms or H100_SMS
     in_bytes = 1 if fp8 else 2
@@ -86,7 +87,7 @@ def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
     hbm_s = ((m * k + n * k) * in_bytes + m * n * out_bytes) / _HBM_BYTES
     best = None
     for bm in (64, 128, 256):
-        if bm > 64 and m <= bm // 2:
+        if bm > max_block_m or (bm > 64 and m <= bm // 2):
             continue
         for cluster in (1, 2):
             if (bm // cluster) % 8 or cluster > sms:

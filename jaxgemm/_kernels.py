@@ -242,13 +242,17 @@ def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtyp
     return d if n_pad == n else d[:, :, :n]
 
 
-def _k_grouped_padded(x, group_sizes, rows):
-    """[K_total, X] token-major -> [X, rows*128] K-major, group-padded.
+def _k_grouped_padded(x, group_sizes, rows, x_multiple=1):
+    """[K_total, X] token-major -> [X', rows*128] K-major, group-padded.
 
     Group g's tokens land in the 128-token blocks [block_start[g], ...) that
-    per_token_cast_to_fp8_grouped gave its scales; the rest is zero.  One
-    gather + transpose, which XLA fuses into one pass (the FP8 wgmma needs
-    the K-major transpose anyway).
+    per_token_cast_to_fp8_grouped gave its scales; the rest is zero; X is
+    zero-padded to X' = a multiple of `x_multiple`.  Two passes on purpose: a
+    row gather (coalesced) then a plain 2-D transpose.  Left to itself XLA
+    fuses the gather into the transpose as one loop fusion with strided
+    reads, which ran at ~0.1 TB/s on the H100 (1.0-1.8 ms per operand on the
+    4-group wgrad shapes, more than the GEMM); the optimization barrier keeps
+    the transpose a tiled transpose.
     """
     k_total = x.shape[0]
     blk = layout.SCALE_BLOCK
@@ -261,7 +265,9 @@ def _k_grouped_padded(x, group_sizes, rows):
     local = j - (block_end[gc] - nblocks[gc]) * blk
     valid = (g < start.shape[0]) & (local < end[gc] - start[gc])
     src = jnp.where(valid, start[gc] + local, 0)
-    return jnp.where(valid[:, None], x[src], jnp.zeros((), x.dtype)).T
+    rows_k = jnp.where(valid[:, None], x[src], jnp.zeros((), x.dtype))
+    rows_k = _pad_axis(rows_k, 1, x_multiple)
+    return jax.lax.optimization_barrier(rows_k).T
 
 
 def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
@@ -274,18 +280,17 @@ def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
     fp8 = scales is not None
     rows = layout.k_grouped_scale_rows(k_total, groups)
     n_align = layout.contiguous_alignment(4)
-    a_t = _k_grouped_padded(a, group_sizes, rows)                         # [M, rows*128]
-    b_t = _pad_axis(_k_grouped_padded(b, group_sizes, rows), 0, n_align)  # [N', rows*128]
+    a_t = _k_grouped_padded(a, group_sizes, rows)             # [M, rows*128]
+    b_t = _k_grouped_padded(b, group_sizes, rows, n_align)    # [N', rows*128]
     n_pad = b_t.shape[0]
     sizes = _groups.clamped_sizes(group_sizes, k_total)
+    # Two 64-row waves plus the group cursor overflow the math warpgroups'
+    # registers with per-row-scaled promotion: 128-row tiles at most.  (Clamping
+    # the dense choice of 256x128 to 128x128 instead ran at 750 TFLOPS on the
+    # H100, L2-bound; the model picks a wider N at 128 rows.)
     cfg = _forced_config or _config.dense_config(
         m, n_pad, max(1, k_total // groups), fp8=fp8, out_bytes=4, sb_per_row=fp8,
-        num_sms=num_sms)
-    if _forced_config is None and cfg.block_m > 128:
-        # Two 64-row waves plus the group cursor overflow the math warpgroups'
-        # registers with per-row-scaled promotion: 128-row tiles at most.
-        cfg = _config.GemmConfig(128, cfg.block_n, _config._max_stages(
-            128, cfg.block_n, 1 if fp8 else 2, 4, fp8), cfg.cluster)
+        num_sms=num_sms, max_block_m=128)
     if cfg.cluster > 2:
         cfg = dataclasses.replace(cfg, cluster=2)
     if fp8:

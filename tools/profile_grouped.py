@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxgemm
-from jaxgemm import _timing as timing
+from jaxgemm import _config, _kernels, _timing as timing
 
 BF16 = jnp.bfloat16
 
@@ -39,6 +39,30 @@ if "k" in which:
              (qx, qy, gs), 2.0 * kt * m * n)
         show(f"k-grouped bf16 {g}x{m}x{n}x{kpg}", jaxgemm.k_grouped_bf16_gemm_tn_contiguous,
              (x, y, gs), 2.0 * kt * m * n)
+if "ksweep" in which:
+    # Tile configs of the k-grouped kernels (the model cannot see L2 limits).
+    for g, m, n, kpg in [(4, 4096, 7168, 8192), (16, 7168, 2048, 2048)]:
+        kt = g * kpg
+        x = jax.random.normal(key, (kt, m), BF16)
+        y = jax.random.normal(jax.random.fold_in(key, 1), (kt, n), BF16)
+        gs = jnp.full((g,), kpg, jnp.int32)
+        qx, qy = jaxgemm.per_token_cast_to_fp8_grouped(x, gs), jaxgemm.per_token_cast_to_fp8_grouped(y, gs)
+        for fp8, cfgs in ((True, [(128, 128, 1), (128, 128, 2), (128, 160, 2), (128, 192, 1),
+                                  (128, 192, 2), (64, 192, 1), (64, 256, 1)]),
+                          (False, [(128, 128, 2), (128, 256, 1), (128, 256, 2), (128, 192, 2)])):
+            for bm, bn, cl in cfgs:
+                st = _config._max_stages(bm, bn, 1 if fp8 else 2, 4, fp8)
+                jax.clear_caches()
+                with _kernels.force_config(_config.GemmConfig(bm, bn, min(st, 8), cl)):
+                    f = (jaxgemm.k_grouped_fp8_gemm_tn_contiguous if fp8
+                         else jaxgemm.k_grouped_bf16_gemm_tn_contiguous)
+                    args = (qx, qy, gs) if fp8 else (x, y, gs)
+                    r = timing.time_op(jax.jit(lambda *a, f=f: f(*a)), [args], reps=6)
+                kern = [us for name, us in r.get("per_kernel_us", []) if "jaxgemm" in name]
+                ku = kern[0] if kern else float("nan")
+                print(f"ksweep {'fp8' if fp8 else 'bf16'} {g}x{m}x{n}x{kpg} {bm}x{bn}x{st} c{cl}: "
+                      f"kernel {ku:.0f} us {2.0 * kt * m * n / ku / 1e6:.0f} TFLOPS, "
+                      f"op {r['us']:.0f} us", flush=True)
 if "masked" in which:
     for g, mmax, em, n, k in [(32, 4096, 192, 7168, 3072), (6, 4096, 1024, 4096, 4096),
                               (32, 4096, 20, 7168, 3072)]:
