@@ -29,11 +29,13 @@ GemmSpec GemmSpec::from_attrs(const GemmAttrs& a) {
 }
 
 unsigned GemmSpec::threads() const {
+  if (is_pack()) return 256;
   return jaxgemm_plan::gemm_threads(static_cast<unsigned>(block_m));
 }
 
 unsigned GemmSpec::smem_bytes() const {
   if (smem_override > 0) return static_cast<unsigned>(smem_override);
+  if (is_pack()) return 0;  // static shared memory only
   return jaxgemm_plan::gemm_smem_plan(static_cast<unsigned>(block_m),
                                       static_cast<unsigned>(block_n),
                                       static_cast<unsigned>(stages),
@@ -46,8 +48,13 @@ bool GemmSpec::validate(std::string* error) const {
   std::ostringstream e;
   if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt" && kernel != "m_grouped_fp8_gemm_nt" &&
       kernel != "m_grouped_bf16_gemm_nt" && kernel != "k_grouped_fp8_gemm" &&
-      kernel != "k_grouped_bf16_gemm")
+      kernel != "k_grouped_bf16_gemm" && kernel != "k_grouped_pack_fp8" &&
+      kernel != "k_grouped_pack_bf16")
     e << "unknown kernel '" << kernel << "'";
+  else if (is_pack() && (m <= 0 || n < m || k <= 0 || k % 128))
+    e << "k-grouped pack needs 0 < m <= n and k a positive multiple of 128";
+  else if (is_pack())
+    ;  // none of the GEMM rules below apply
   else if (is_k_grouped() && (!out_f32 || sb_per_row != is_fp8() || cluster > 2 || m <= 0 ||
                               k % 128))
     e << "k-grouped GEMMs are FP32 out, per-row scales (FP8), clusters of at most 2, m > 0, "
@@ -81,6 +88,14 @@ bool GemmSpec::validate(std::string* error) const {
 
 KernelRequest GemmSpec::request() const {
   std::ostringstream args;
+  if (is_pack()) {
+    args << in_bytes() << ", " << m << ", " << n << ", " << k / 128;
+    KernelRequest r;
+    r.name = kernel;
+    r.name_expression = "&jaxgemm::k_grouped_pack_kernel<" + args.str() + ">";
+    r.source = "#include \"k_grouped_pack.cuh\"\n";
+    return r;
+  }
   if (is_k_grouped()) {
     args << m << ", " << n << ", " << block_m << ", " << block_n << ", " << stages << ", "
          << (accumulate ? "true" : "false") << ", " << band_n << ", " << cluster;

@@ -14,7 +14,8 @@ namespace jaxgemm {
 // Attributes of every GEMM custom call (all i64 except `kernel`).  The
 // Python side (jaxgemm/_kernels.py) passes exactly these names.
 struct GemmAttrs {
-  std::string_view kernel;  // {fp8,bf16}_gemm_nt, m_grouped_{fp8,bf16}_gemm_nt, k_grouped_{fp8,bf16}_gemm
+  std::string_view kernel;  // {fp8,bf16}_gemm_nt, m_grouped_{fp8,bf16}_gemm_nt, k_grouped_{fp8,bf16}_gemm,
+                            // k_grouped_pack_{fp8,bf16}
   int64_t m, n, k;          // compile-time problem shape (m: k-grouped only; else M is a run-time value)
   int64_t block_m, block_n, stages, band_n;
   int64_t out_f32, accumulate, sb_per_row;
@@ -36,7 +37,10 @@ struct GemmSpec {
   static GemmSpec from_attrs(const GemmAttrs& a);
   bool is_fp8() const { return kernel.find("bf16") == std::string::npos; }
   bool is_grouped() const { return kernel.rfind("m_grouped_", 0) == 0; }
-  bool is_k_grouped() const { return kernel.rfind("k_grouped_", 0) == 0; }
+  bool is_k_grouped() const { return kernel.rfind("k_grouped_", 0) == 0 && !is_pack(); }
+  // The k-grouped operand packer (src_cuda/k_grouped_pack.cuh): m = X (columns
+  // of the token-major input), n = X padded, k = R*128 (padded tokens).
+  bool is_pack() const { return kernel.rfind("k_grouped_pack_", 0) == 0; }
   int64_t in_bytes() const { return is_fp8() ? 1 : 2; }
   int64_t out_bytes() const { return out_f32 ? 4 : 2; }
   unsigned threads() const;

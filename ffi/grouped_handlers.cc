@@ -159,6 +159,33 @@ ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingAr
   return ffi::Error::Success();
 }
 
+// k-grouped operand packing: x [K_total, X] token-major (FP8 or BF16), sizes
+// [G] (clamped) -> out [X_PAD, R*128] K-major, group-padded (k_grouped_pack.cuh).
+ffi::Error KGroupedPackExecute(CUstream stream, KernelState* state, ffi::AnyBuffer x,
+                               ffi::AnyBuffer sizes, ffi::Result<ffi::AnyBuffer> out) {
+  const GemmSpec& spec = state->spec;
+  using DT = ffi::DataType;
+  const auto in_type = spec.is_fp8() ? DT::F8E4M3FN : DT::BF16;
+  const auto xd = x.dimensions();
+  const int64_t k_total = xd.size() == 2 ? xd[0] : -1;
+  const int64_t groups = sizes.dimensions().size() == 1 ? sizes.dimensions()[0] : -1;
+  if (auto e = check_dims("x", x, in_type, {k_total, spec.m}, spec); e.failure()) return e;
+  if (auto e = check_dims("group sizes", sizes, DT::S32, {groups}, spec); e.failure()) return e;
+  if (auto e = check_dims("out", *out, in_type, {spec.n, spec.k}, spec); e.failure()) return e;
+  const int64_t col_tiles = layout::ceil_div(spec.n, 128 / spec.in_bytes());
+  const int64_t grid = col_tiles * (spec.k / 128);
+  if (grid == 0) return ffi::Error::Success();
+  const void* x_ptr = x.untyped_data();
+  const void* sizes_ptr = sizes.untyped_data();
+  void* out_ptr = out->untyped_data();
+  uint32_t g32 = static_cast<uint32_t>(groups);
+  void* params[] = {&x_ptr, &sizes_ptr, &g32, &out_ptr};
+  std::string error;
+  if (!state->kernel.launch(stream, static_cast<unsigned>(grid), params, &error))
+    return internal(error, spec);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 }  // namespace jaxgemm
 
@@ -175,5 +202,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmKGroupedExecute, jaxgemm::KGroupedExecute,
                                   .Ctx<ffi::PlatformStream<CUstream>>()
                                   .Ctx<ffi::State<jaxgemm::KernelState>>()
                                   .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>(),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgemmKGroupedPackExecute, jaxgemm::KGroupedPackExecute,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<CUstream>>()
+                                  .Ctx<ffi::State<jaxgemm::KernelState>>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>(),
                               {ffi::Traits::kCmdBufferCompatible});

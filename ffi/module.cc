@@ -96,6 +96,10 @@ NB_MODULE(_jaxgemm_ext, m) {
         stage_bundle(reinterpret_cast<void*>(JaxgemmInstantiate),
                      reinterpret_cast<void*>(JaxgemmInitialize),
                      reinterpret_cast<void*>(JaxgemmKGroupedExecute));
+    d["jaxgemm_k_grouped_pack"] =
+        stage_bundle(reinterpret_cast<void*>(JaxgemmInstantiate),
+                     reinterpret_cast<void*>(JaxgemmInitialize),
+                     reinterpret_cast<void*>(JaxgemmKGroupedPackExecute));
     return d;
   });
   m.def("state_type", []() {

@@ -25,6 +25,8 @@ DENSE_TARGET = "jaxgemm_dense_gemm"
 GROUPED_TARGET = "jaxgemm_grouped_gemm"
 #: Custom-call target of the k-grouped FP8 GEMM (MoE weight gradient).
 K_GROUPED_TARGET = "jaxgemm_k_grouped_gemm"
+#: Packs token-major k-grouped operands into the K-major group-padded layout.
+K_GROUPED_PACK_TARGET = "jaxgemm_k_grouped_pack"
 #: Name under which the per-instance kernel state type is registered with XLA.
 STATE_TYPE = "jaxgemm.KernelState"
 

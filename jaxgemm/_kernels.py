@@ -242,32 +242,26 @@ def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtyp
     return d if n_pad == n else d[:, :, :n]
 
 
-def _k_grouped_padded(x, group_sizes, rows, x_multiple=1):
+def _k_grouped_pack(x, sizes, rows, x_multiple=1):
     """[K_total, X] token-major -> [X', rows*128] K-major, group-padded.
 
-    Group g's tokens land in the 128-token blocks [block_start[g], ...) that
-    per_token_cast_to_fp8_grouped gave its scales; the rest is zero; X is
-    zero-padded to X' = a multiple of `x_multiple`.  Two passes on purpose: a
-    row gather (coalesced) then a plain 2-D transpose.  Left to itself XLA
-    fuses the gather into the transpose as one loop fusion with strided
-    reads, which ran at ~0.1 TB/s on the H100 (1.0-1.8 ms per operand on the
-    4-group wgrad shapes, more than the GEMM); the optimization barrier keeps
-    the transpose a tiled transpose.
+    Group g's tokens land in the 128-token blocks that
+    per_token_cast_to_fp8_grouped gave its scales (blocks of consecutive
+    groups back to back); everything else is zero, X is padded to X' (a
+    multiple of `x_multiple`).  A CUDA kernel (src_cuda/k_grouped_pack.cuh):
+    XLA fused the equivalent gather + transpose into one loop fusion with
+    strided reads, 1.0-1.8 ms per operand on the 4-group wgrad shapes of the
+    H100, more than the GEMM.  `sizes` are the clamped group sizes.
     """
-    k_total = x.shape[0]
-    blk = layout.SCALE_BLOCK
-    start, end = _groups.clamped_group_bounds(group_sizes, k_total)
-    nblocks = (end - start + (blk - 1)) // blk
-    block_end = jnp.cumsum(nblocks)
-    j = jnp.arange(rows * blk, dtype=jnp.int32)
-    g = jnp.searchsorted(block_end, j // blk, side="right").astype(jnp.int32)
-    gc = jnp.minimum(g, start.shape[0] - 1)
-    local = j - (block_end[gc] - nblocks[gc]) * blk
-    valid = (g < start.shape[0]) & (local < end[gc] - start[gc])
-    src = jnp.where(valid, start[gc] + local, 0)
-    rows_k = jnp.where(valid[:, None], x[src], jnp.zeros((), x.dtype))
-    rows_k = _pad_axis(rows_k, 1, x_multiple)
-    return jax.lax.optimization_barrier(rows_k).T
+    k_total, xcols = x.shape
+    xp = -(-xcols // x_multiple) * x_multiple
+    fp8 = x.dtype == jnp.float8_e4m3fn
+    _ext.ensure_registered()
+    call = jax.ffi.ffi_call(_ext.K_GROUPED_PACK_TARGET,
+                            jax.ShapeDtypeStruct((xp, rows * layout.SCALE_BLOCK), x.dtype),
+                            vmap_method="sequential")
+    return call(x, sizes, **_gemm_attrs("k_grouped_pack_fp8" if fp8 else "k_grouped_pack_bf16",
+                                        xp, rows * layout.SCALE_BLOCK, 64, 16, 1, m=xcols))
 
 
 def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
@@ -280,10 +274,12 @@ def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
     fp8 = scales is not None
     rows = layout.k_grouped_scale_rows(k_total, groups)
     n_align = layout.contiguous_alignment(4)
-    a_t = _k_grouped_padded(a, group_sizes, rows)             # [M, rows*128]
-    b_t = _k_grouped_padded(b, group_sizes, rows, n_align)    # [N', rows*128]
-    n_pad = b_t.shape[0]
     sizes = _groups.clamped_sizes(group_sizes, k_total)
+    if not fp8:
+        a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+    a_t = _k_grouped_pack(a, sizes, rows)             # [M, rows*128]
+    b_t = _k_grouped_pack(b, sizes, rows, n_align)    # [N', rows*128]
+    n_pad = b_t.shape[0]
     # Two 64-row waves plus the group cursor overflow the math warpgroups'
     # registers with per-row-scaled promotion: 128-row tiles at most.  (Clamping
     # the dense choice of 256x128 to 128x128 instead ran at 750 TFLOPS on the
@@ -298,7 +294,7 @@ def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
         operands = [a_t, sa.astype(jnp.float32), b_t,
                     _pad_axis(sb.astype(jnp.float32), 1, n_align), sizes]
     else:
-        operands = [a_t.astype(jnp.bfloat16), b_t.astype(jnp.bfloat16), sizes]
+        operands = [a_t, b_t, sizes]
     if c is not None:
         operands.append(_pad_axis(c.astype(jnp.float32), 2, n_align))
     _ext.ensure_registered()
@@ -372,6 +368,8 @@ SAMPLE_SPECS: list[dict] = [
                  cluster=2),
     _gemm_attrs("k_grouped_bf16_gemm", 7168, 33024, 128, 256, 3, out_f32=1, m=4096, accumulate=1,
                 cluster=2),
+    _gemm_attrs("k_grouped_pack_fp8", 4096, 33024, 64, 16, 1, m=4096),
+    _gemm_attrs("k_grouped_pack_bf16", 2052, 33024, 64, 16, 1, m=2050),
 ]
 
 

@@ -1,0 +1,107 @@
+// Packs a token-major operand of the k-grouped GEMMs into their K-major,
+// group-padded layout, group sizes on the device.
+//
+//   x   [K_total, X]   token-major (FP8 or BF16), tokens grouped in order
+//   out [X_PAD, R*128] out[c, 128*b + t] = x[start_g + 128*j + t, c] where
+//                      padded block b is group g's j-th block (blocks of
+//                      group g: ceil(size_g / 128), groups back to back);
+//                      zero past each group's last token, in blocks past the
+//                      last group's and in columns X..X_PAD.
+//
+// This is the FP8 wgmma's K-major requirement plus the group padding that
+// keeps every 128-token scale block inside one group.  One CTA transposes one
+// 128-token x 128-byte tile through shared memory: coalesced 16-byte loads
+// along x's rows, coalesced 16-byte stores along out's rows.  (XLA fuses the
+// equivalent gather + transpose into one loop fusion with strided reads,
+// ~0.1 TB/s on the H100.)  `sizes` are clamped (non-negative, summing to at
+// most K_total; jaxgemm/_groups.py).
+#pragma once
+
+#include "ptx.cuh"
+
+namespace jaxgemm {
+
+template <u32 kElemBytes, u32 X, u32 X_PAD, u32 R>
+__global__ void __launch_bounds__(256) k_grouped_pack_kernel(const unsigned char* __restrict__ x,
+                                                             const int* __restrict__ sizes,
+                                                             u32 groups,
+                                                             unsigned char* __restrict__ out) {
+  static_assert(kElemBytes == 1 || kElemBytes == 2, "FP8 or BF16");
+  constexpr u32 kCols = 128 / kElemBytes;         // x columns per tile (128 bytes)
+  constexpr u32 kRowBytes = X * kElemBytes;       // one token row of x
+  constexpr bool kVec = kRowBytes % 16 == 0;      // 16-byte loads stay aligned
+  constexpr u32 kStride = 128 + 16;               // smem row pitch: spreads banks
+  constexpr u32 kTokPerChunk = 16 / kElemBytes;   // tokens in one 16-byte output chunk
+  __shared__ __align__(16) unsigned char tile[128 * kStride];
+  __shared__ u32 s_tok0, s_valid;
+
+  constexpr u32 kColTiles = (X_PAD + kCols - 1) / kCols;
+  const u32 tid = threadIdx.x;
+  const u32 b = blockIdx.x / kColTiles;             // padded 128-token block
+  const u32 c0 = (blockIdx.x % kColTiles) * kCols;  // first x column of the tile
+  if (tid == 0) {
+    // Which group owns padded block b, and where its tokens start.
+    u32 blk = 0, tok = 0, tok0 = 0, valid = 0;
+    for (u32 g = 0; g < groups; ++g) {
+      const u32 size = static_cast<u32>(max(__ldg(sizes + g), 0));
+      const u32 nb = (size + 127) / 128;
+      if (b < blk + nb) {
+        const u32 j = b - blk;
+        tok0 = tok + 128 * j;
+        valid = min(128u, size - 128 * j);
+        break;
+      }
+      blk += nb;
+      tok += size;
+    }
+    s_tok0 = tok0;
+    s_valid = valid;
+  }
+  __syncthreads();
+  const u32 tok0 = s_tok0, valid = s_valid;
+
+  // Load: 128 token rows x 8 chunks of 16 bytes; zeros where nothing is read.
+#pragma unroll
+  for (u32 i = 0; i < 4; ++i) {
+    const u32 c = tid + 256 * i;
+    const u32 row = c / 8, byte0 = (c % 8) * 16;
+    const u64 src_row = static_cast<u64>(tok0 + row) * kRowBytes;
+    const u32 col_byte = c0 * kElemBytes + byte0;
+    U32x4 v{0, 0, 0, 0};
+    if (row < valid) {
+      if constexpr (kVec) {
+        if (col_byte < kRowBytes) v = *reinterpret_cast<const U32x4*>(x + src_row + col_byte);
+      } else {
+        unsigned char bytes[16];
+#pragma unroll
+        for (u32 k = 0; k < 16; ++k)
+          bytes[k] = col_byte + k < kRowBytes ? x[src_row + col_byte + k] : 0;
+        v = *reinterpret_cast<const U32x4*>(bytes);
+      }
+    }
+    *reinterpret_cast<U32x4*>(tile + row * kStride + byte0) = v;
+  }
+  __syncthreads();
+
+  // Store: out row c0 + col gets 128 tokens = 8 * kElemBytes chunks of 16 bytes.
+  constexpr u32 kChunksPerRow = 8 * kElemBytes;
+  constexpr u32 kOutRowBytes = R * 128 * kElemBytes;
+#pragma unroll
+  for (u32 i = 0; i < 4; ++i) {
+    const u32 c = tid + 256 * i;
+    const u32 col = c / kChunksPerRow, chunk = c % kChunksPerRow;
+    if (c0 + col >= X_PAD) continue;
+    alignas(16) unsigned char bytes[16];
+#pragma unroll
+    for (u32 t = 0; t < kTokPerChunk; ++t) {
+      const unsigned char* p = tile + (chunk * kTokPerChunk + t) * kStride + col * kElemBytes;
+#pragma unroll
+      for (u32 e = 0; e < kElemBytes; ++e) bytes[t * kElemBytes + e] = p[e];
+    }
+    *reinterpret_cast<U32x4*>(out + static_cast<u64>(c0 + col) * kOutRowBytes +
+                              b * 128 * kElemBytes + chunk * 16) =
+        *reinterpret_cast<const U32x4*>(bytes);
+  }
+}
+
+}  // namespace jaxgemm
