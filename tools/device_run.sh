@@ -16,6 +16,7 @@ for step in "$@"; do
     probe) JAXGEMM_JIT_DEBUG=1 timeout 200 python3 tools/cluster_probe.py 2>&1 | grep -E "TFLOPS|resident" | tee "$OUT/probe.log" ;;
     profile) JAXGEMM_TIMING_DEBUG=1 XLA_FLAGS="--xla_gpu_enable_command_buffer=" JAXGEMM_PRINT_CONFIGS=1 timeout 300 python3 tools/profile_grouped.py ${PROFILE_ARGS} 2>&1 | grep -v "^WARNING\|^W1127\|^I1127" | tee "$OUT/profile.log" | tail -40 ;;
     smoke) timeout 120 python3 tools/gpu_smoke.py 2>&1 | grep -v "^WARNING" | tee "$OUT/smoke.log" | tail -8 ;;
+    tests-k) timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_grouped.py -k "k_grouped" 2>&1 | tee "$OUT/gpu_tests_k.log" | tail -15 ;;
     tests) timeout 400 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     sweep) timeout 420 python3 benchmarks/sweep_dense.py --top ${SWEEP_TOP:-8} ${SWEEP_ARGS} 2>&1 | tee "$OUT/sweep.log" | grep -v "^WARNING" | tail -40 ;;
     bench) timeout 480 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench.log" | grep -v "^WARNING\|^  " | tail -60 ;;
