@@ -71,6 +71,8 @@ def parse_args(argv=None):
     p.add_argument("--capacity-factor", type=float, default=2.0)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["fp8", "bf16"], default="fp8",
+                   help="fp8: jaxgemm's FP8 training ops; bf16: XLA's bf16 dot / ragged_dot")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", default=None, help="write the losses etc. here (JSON)")
     p.add_argument("--dump-hlo", default=None,
@@ -87,6 +89,7 @@ class Config:
     experts: int
     top_k: int
     capacity_factor: float
+    dtype: str = "fp8"
     aux_coef: float = 1e-2
 
 
@@ -168,14 +171,36 @@ def rms_norm(x):
     return x * jnp.reciprocal(jnp.sqrt(jnp.mean(x * x, axis=-1, keepdims=True) + 1e-6))
 
 
-def dense_block(p, x):
-    """SwiGLU on ``fp8_linear``; x ``[T, D]`` (tokens split over ``data``)."""
-    import jax
+def linear(x, w, dtype):
+    """``x @ w`` on jaxgemm's FP8 op, or XLA's bf16 dot (the baseline)."""
+    import jax.numpy as jnp
 
     import jaxgemm as jg
 
-    h = jax.nn.silu(jg.fp8_linear(x, p["w_gate"])) * jg.fp8_linear(x, p["w_up"])
-    return jg.fp8_linear(h, p["w_down"])
+    if dtype == "fp8":
+        return jg.fp8_linear(x, w)
+    return jnp.dot(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)).astype(x.dtype)
+
+
+def ragged(x, w, group_sizes, dtype):
+    """``ragged_dot`` on jaxgemm's FP8 op, or XLA's bf16 ``jax.lax.ragged_dot``."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxgemm as jg
+
+    if dtype == "fp8":
+        return jg.fp8_ragged_dot(x, w, group_sizes)
+    return jax.lax.ragged_dot(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
+                              group_sizes).astype(x.dtype)
+
+
+def dense_block(p, x, dtype="fp8"):
+    """SwiGLU on ``fp8_linear``; x ``[T, D]`` (tokens split over ``data``)."""
+    import jax
+
+    h = jax.nn.silu(linear(x, p["w_gate"], dtype)) * linear(x, p["w_up"], dtype)
+    return linear(h, p["w_down"], dtype)
 
 
 def moe_block(p, x, cfg: Config, mesh):
@@ -186,8 +211,6 @@ def moe_block(p, x, cfg: Config, mesh):
     import jax
     import jax.numpy as jnp
     from jax.sharding import PartitionSpec as P
-
-    import jaxgemm as jg
 
     n_model = mesh.shape["model"]
     k = cfg.top_k
@@ -224,9 +247,9 @@ def moe_block(p, x, cfg: Config, mesh):
         order = jnp.argsort(ids, stable=True)
         group_sizes = jnp.bincount(ids, length=g_loc + 1)[:g_loc].astype(jnp.int32)
         xr = jnp.take(recv.reshape(-1, d), order, axis=0)
-        h = (jax.nn.silu(jg.fp8_ragged_dot(xr, e_gate, group_sizes))
-             * jg.fp8_ragged_dot(xr, e_up, group_sizes))
-        yr = jg.fp8_ragged_dot(h, e_down, group_sizes)       # rows past the groups: 0
+        h = (jax.nn.silu(ragged(xr, e_gate, group_sizes, cfg.dtype))
+             * ragged(xr, e_up, group_sizes, cfg.dtype))
+        yr = ragged(h, e_down, group_sizes, cfg.dtype)       # rows past the groups: 0
         yr = jnp.take(yr, jnp.argsort(order), axis=0)
         # 5. return the rows to their source device and combine the top-k choices
         back = jax.lax.all_to_all(yr.reshape(n_model, cap, d), "model", 0, 0).reshape(-1, d)
@@ -253,7 +276,7 @@ def forward(p, tokens, cfg: Config, mesh):
     import jax.numpy as jnp
 
     x = jnp.take(p["embed"], tokens.reshape(-1), axis=0)      # [T, D] float32
-    x = x + dense_block(p, rms_norm(x))
+    x = x + dense_block(p, rms_norm(x), cfg.dtype)
     m, aux = moe_block(p, rms_norm(x), cfg, mesh)
     x = x + m
     return rms_norm(x) @ p["head"], aux
@@ -321,7 +344,7 @@ def main(argv=None) -> dict:
 
     mesh = make_mesh(args.mesh)
     cfg = Config(args.vocab, args.d_model, args.d_ff, args.d_expert, args.experts,
-                 args.top_k, args.capacity_factor)
+                 args.top_k, args.capacity_factor, args.dtype)
     n_model = mesh.shape["model"]
     tokens_per_step = args.batch * args.seq_len
     if cfg.experts % n_model:
@@ -370,7 +393,11 @@ def main(argv=None) -> dict:
         log(f"step {step:4d}  loss {loss:.4f}  aux {auxes[-1]:.3f}  "
             f"{times[-1] * 1e3:8.1f} ms", flush=True)
     shardings = {k: str(v.sharding.spec) for k, v in params.items()}
+    timed = times[min(3, len(times) - 1):]  # first steps compile and warm up
     run = {"losses": losses, "aux_losses": auxes, "step_times_s": times,
+           "median_step_s": float(np.median(timed)) if timed else None,
+           "dtype": args.dtype, "tokens_per_step": tokens_per_step,
+           "config": dataclasses.asdict(cfg),
            "mesh": dict(mesh.shape), "param_shardings": shardings,
            "devices": jax.device_count(), "entropy": corpus.entropy(),
            "finite": bool(np.all(np.isfinite(losses)))}

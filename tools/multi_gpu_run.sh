@@ -1,0 +1,55 @@
+#!/bin/bash
+# The multi-GPU run (issue 7), one call on a machine with N >= 2 GPUs:
+#   build; sharded MoE training (experts + tensor parallel over all GPUs) FP8
+#   and BF16; the same per-GPU batch on one GPU (weak-scaling efficiency);
+#   the compiled step's HLO collectives; the sharded GEMM benchmark.
+# Logs and JSON go to $OUT.  NVLink multicast stays off (KINDS.md).
+set -o pipefail
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export JAXGEMM_RESULTS_DIR="$OUT"
+N=$(nvidia-smi -L | wc -l)
+nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader | head -1
+echo "== $N GPUs"
+(CXX=/usr/bin/g++ CC=/usr/bin/gcc python3 -m pip install --no-build-isolation --no-deps -e . \
+  > "$OUT/build.log" 2>&1) || { tail -30 "$OUT/build.log"; exit 1; }
+# Model: big enough that the GEMMs dominate; global batch scales with N.
+STEPS=${MULTI_STEPS:-100}
+MODEL="--vocab 1024 --d-model 1024 --d-ff 4096 --d-expert 1024 --experts 16 --top-k 2 --seq-len 1024 --steps $STEPS --quiet"
+PER_GPU_BATCH=${PER_GPU_BATCH:-8}
+for dt in fp8 bf16; do
+  echo "== train $dt on $N GPUs (mesh 1x$N)"
+  timeout 300 python3 examples/sharded_moe.py $MODEL --dtype $dt --mesh 1x$N \
+    --batch $((PER_GPU_BATCH * N)) --json "$OUT/sharded_moe_${dt}_${N}gpu.json" \
+    --dump-hlo "$OUT/hlo_${dt}_${N}gpu.txt" 2>&1 | grep -v "^W\|^I" | tail -3
+  echo "== train $dt on 1 GPU"
+  CUDA_VISIBLE_DEVICES=0 timeout 300 python3 examples/sharded_moe.py $MODEL --dtype $dt --mesh 1x1 \
+    --batch $PER_GPU_BATCH --json "$OUT/sharded_moe_${dt}_1gpu.json" 2>&1 | grep -v "^W\|^I" | tail -3
+done
+python3 - "$OUT" "$N" <<'PY' | tee "$OUT/multi_summary.txt"
+import json, re, sys
+out, n = sys.argv[1], int(sys.argv[2])
+for dt in ("fp8", "bf16"):
+    try:
+        a = json.load(open(f"{out}/sharded_moe_{dt}_{n}gpu.json"))
+        b = json.load(open(f"{out}/sharded_moe_{dt}_1gpu.json"))
+    except OSError as e:
+        print(dt, "missing:", e); continue
+    eff = b["median_step_s"] / a["median_step_s"]
+    print(f"{dt}: {n} GPUs {a['median_step_s']*1e3:.1f} ms/step ({a['tokens_per_step']} tok), "
+          f"1 GPU {b['median_step_s']*1e3:.1f} ms/step ({b['tokens_per_step']} tok): "
+          f"weak-scaling efficiency {eff:.3f}; final loss {a['losses'][-1]:.4f} vs 1 GPU {b['losses'][-1]:.4f}")
+    hlo = open(f"{out}/hlo_{dt}_{n}gpu.txt").read()
+    kinds = re.findall(r"= (\([^)]*\)|\S+) (all-gather|all-reduce|all-to-all|reduce-scatter)(?:-start)?\(", hlo)
+    print(f"  collectives in the step: " + ", ".join(sorted({f'{k} {s}' for s, k in kinds})))
+try:
+    f = json.load(open(f"{out}/sharded_moe_fp8_{n}gpu.json")); g = json.load(open(f"{out}/sharded_moe_bf16_{n}gpu.json"))
+    print(f"FP8 vs BF16 final loss on {n} GPUs: {f['losses'][-1]:.4f} vs {g['losses'][-1]:.4f} "
+          f"({(f['losses'][-1] / g['losses'][-1] - 1) * 100:+.2f}%), step {f['median_step_s']*1e3:.1f} vs "
+          f"{g['median_step_s']*1e3:.1f} ms")
+except OSError:
+    pass
+PY
+echo "== sharded GEMM benchmark"
+timeout 420 python3 benchmarks/bench_sharded.py 2>&1 | grep -v "^W\|^I" | tail -30
