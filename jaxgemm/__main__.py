@@ -307,6 +307,73 @@ def bench(quick: bool = False) -> None:
               f"{fl / t_16 / 1e12:7.1f} {t_8 / t_jg:6.2f}x {t_16 / t_jg:6.2f}x")
 
 
+#: (label, groups, rows per group, N, K) of the grouped speed rows.
+GROUPED_BENCH = {"contiguous": (8, 4096, 4096, 7168), "masked": (32, 1024, 4096, 7168),
+                 "k_grouped": (4, 4096, 7168, 4096)}
+
+
+def bench_grouped(quick: bool = False, shapes=None) -> None:
+    """MoE rows: each grouped kernel against what XLA offers for the same work."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxgemm as jg
+
+    shapes = dict(shapes or GROUPED_BENCH)
+    if quick:
+        shapes = {"contiguous": shapes["contiguous"]}
+    bf = jnp.bfloat16
+    key = jax.random.PRNGKey(1)
+    _line("grouped speed table (median kernel time; TFLOPS count the real rows)")
+    _line(f"{'op':>12s} {'G x rows x N x K':>22s} {'jaxgemm us':>11s} {'TFLOPS':>7s} "
+          f"{'XLA peer':>24s} {'us':>9s} {'TFLOPS':>7s} {'speed-up':>8s}")
+
+    def row(label, shape, flops, t_jg, peer, t_peer):
+        _line(f"{label:>12s} {shape:>22s} {t_jg * 1e6:11.1f} {flops / t_jg / 1e12:7.1f} "
+              f"{peer:>24s} {t_peer * 1e6:9.1f} {flops / t_peer / 1e12:7.1f} "
+              f"{t_peer / t_jg:7.2f}x")
+
+    if "contiguous" in shapes:
+        g, r, n, k = shapes["contiguous"]
+        x = jax.random.normal(key, (g * r, k), bf)
+        w = jax.random.normal(jax.random.fold_in(key, 1), (g, n, k), bf)
+        a, b = jg.per_token_cast_to_fp8(x), jg.per_block_cast_to_fp8_grouped(w)
+        gs = jnp.full((g,), r, jnp.int32)
+        t_jg = _time(jax.jit(jg.m_grouped_fp8_gemm_nt_contiguous), [(a, b, gs)])
+        wt = jnp.swapaxes(w, 1, 2)
+        t_x = _time(jax.jit(jax.lax.ragged_dot), [(x, wt, gs)])
+        row("contiguous", f"{g}x{r}x{n}x{k}", 2.0 * g * r * n * k, t_jg,
+            "ragged_dot bf16", t_x)
+    if "masked" in shapes:
+        g, r, n, k = shapes["masked"]
+        em = max(1, r // 5)
+        x = jax.random.normal(key, (g, r, k), bf)
+        w = jax.random.normal(jax.random.fold_in(key, 2), (g, n, k), bf)
+        a, b = jg.per_token_cast_to_fp8(x), jg.per_block_cast_to_fp8_grouped(w)
+        mm = jnp.full((g,), em, jnp.int32)
+        f = jax.jit(lambda a, b, s: jg.m_grouped_fp8_gemm_nt_masked(
+            a, b, s, expected_m=em, zero_masked_rows=False))
+        t_jg = _time(f, [(a, b, mm)])
+        t_x = _time(jax.jit(lambda p, q: jnp.einsum("gmk,gnk->gmn", p, q)), [(x, w)])
+        row("masked", f"{g}x{em}/{r}x{n}x{k}", 2.0 * g * em * n * k, t_jg,
+            "einsum bf16 (all rows)", t_x)
+    if "k_grouped" in shapes:
+        g, m, n, kpg = shapes["k_grouped"]
+        gs = jnp.full((g,), kpg, jnp.int32)
+        x = jax.random.normal(key, (g * kpg, m), bf)
+        y = jax.random.normal(jax.random.fold_in(key, 3), (g * kpg, n), bf)
+        a = jg.per_token_cast_to_fp8_grouped(x, gs)
+        b = jg.per_token_cast_to_fp8_grouped(y, gs)
+        t_jg = _time(jax.jit(jg.k_grouped_fp8_gemm_tn_contiguous), [(a, b, gs)])
+        dn = jax.lax.RaggedDotDimensionNumbers(
+            dot_dimension_numbers=(((0,), (0,)), ((), ())), lhs_ragged_dimensions=[0],
+            rhs_group_dimensions=[])
+        t_x = _time(jax.jit(lambda p, q, s: jax.lax.ragged_dot_general(
+            p, q, s, dn, preferred_element_type=jnp.float32)), [(x, y, gs)])
+        row("k_grouped", f"{g}x{m}x{n}x{kpg}", 2.0 * g * kpg * m * n, t_jg,
+            "ragged_dot_general bf16", t_x)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxgemm", description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer shapes")
@@ -326,6 +393,8 @@ def main(argv=None) -> int:
     else:
         try:
             bench(quick=args.quick)
+            _line()
+            bench_grouped(quick=args.quick)
         except Exception as e:  # noqa: BLE001
             _line(f"speed table failed: {type(e).__name__}: {e}")
             failures += 1
