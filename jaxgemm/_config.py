@@ -80,6 +80,14 @@ def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                  sb_per_row: bool = False, num_sms: int | None = None,
                  max_block_m: int = 256) -> GemmConfig:
     """Block sizes, cluster and stages for a dense NT GEMM of shape (m, n, k)."""
+    return dense_config_and_time(m, n, k, fp8=fp8, out_bytes=out_bytes, sb_per_row=sb_per_row,
+                                 num_sms=num_sms, max_block_m=max_block_m)[0]
+
+
+def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
+                          sb_per_row: bool = False, num_sms: int | None = None,
+                          max_block_m: int = 256) -> tuple[GemmConfig, float]:
+    """:func:`dense_config` and the model's time estimate (seconds)."""
     sms = num_sms or H100_SMS
     in_bytes = 1 if fp8 else 2
     flop_clk = _FP8_FLOP_PER_CLK if fp8 else _BF16_FLOP_PER_CLK
@@ -122,4 +130,4 @@ def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
     if os.environ.get("JAXGEMM_PRINT_CONFIGS", "0") not in ("", "0"):
         print(f"[jaxgemm] {'fp8' if fp8 else 'bf16'} gemm m={m} n={n} k={k} -> "
               f"{cfg.describe()} (est {best[2] * 1e6:.1f} us)", file=sys.stderr)
-    return cfg
+    return cfg, best[2]
