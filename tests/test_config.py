@@ -1,0 +1,34 @@
+"""The tile heuristics (CPU): the choices the H100 measurements stand on."""
+import ml_dtypes
+import numpy as np
+import pytest
+
+from jaxgemm import _config, _kernels, layout
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+@pytest.mark.parametrize("m,n,k", [(64, 2112, 7168), (4096, 7168, 2048), (7168, 4096, 16384)])
+@pytest.mark.parametrize("max_bm", [64, 128, 256])
+def test_dense_config_fits_and_respects_the_cap(m, n, k, max_bm):
+    cfg, t = _config.dense_config_and_time(m, n, k, fp8=True, out_bytes=2, max_block_m=max_bm)
+    assert cfg.block_m <= max_bm and t > 0
+    assert cfg.stages >= 3
+    assert layout.gemm_smem_bytes(cfg.block_m, cfg.block_n, cfg.stages, 1, 2, False) > 0
+    assert _config.dense_config(m, n, k, fp8=True, out_bytes=2, max_block_m=max_bm) == cfg
+
+
+def _grouped(g, rows, n, k):
+    return _kernels._grouped_config(rows, n, k, BF16, g, None, contiguous=True)
+
+
+@pytest.mark.parametrize("g,rows,n,k", [(4, 8192, 6144, 7168), (8, 4096, 4096, 2048),
+                                        (32, 1024, 4096, 7168)])
+def test_contiguous_with_large_groups_keeps_the_dense_choice(g, rows, n, k):
+    dense = _kernels._grouped_config(rows, n, k, BF16, g, None)
+    assert _grouped(g, rows, n, k) == dense
+
+
+def test_contiguous_with_many_small_groups_uses_shorter_tiles():
+    # 256 groups of ~128 rows: 256-row tiles would be half padding or worse.
+    assert _grouped(256, 128, 4096, 7168).block_m <= 128
