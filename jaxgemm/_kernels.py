@@ -276,6 +276,26 @@ def _k_grouped_pack(x, sizes, rows, x_multiple=1):
                                         xp, rows * layout.SCALE_BLOCK, 64, 16, 1, m=xcols))
 
 
+def _k_grouped_config(m, n_pad, k_per_group, fp8, num_sms):
+    """Tiles of the k-grouped GEMMs (D[g] is m x n_pad, ~k_per_group tokens each)."""
+    # Two 64-row waves plus the group cursor overflow the math warpgroups'
+    # registers with per-row-scaled promotion: 128-row tiles at most.  (Clamping
+    # the dense choice of 256x128 to 128x128 instead ran at 750 TFLOPS on the
+    # H100, L2-bound; the model picks a wider N at 128 rows.)
+    cfg = _config.dense_config(m, n_pad, k_per_group, fp8=fp8, out_bytes=4, sb_per_row=fp8,
+                               num_sms=num_sms, max_block_m=128)
+    if fp8 and n_pad >= 192 and m >= 128:
+        # Measured on the H100 (tools/profile_grouped.py ksweep, 2026-11-27):
+        # 128x192 without a cluster beat the model's 128x128 c2 by 19-23% on
+        # both wgrad shapes (936 vs 751 and 830 vs 692 TFLOPS kernel-only);
+        # the model underrates the L2 traffic of per-row-scaled 128-row tiles.
+        # (BF16: the model's 128x256 c2 was the sweep's best.)
+        cfg = _config.GemmConfig(128, 192, _config._max_stages(128, 192, 1, 4, True), 1)
+    if cfg.cluster > 2:
+        cfg = dataclasses.replace(cfg, cluster=2)
+    return cfg
+
+
 def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
     """Shared path of the k-grouped FP8 and BF16 kernels (`scales`: (sa, sb) or None)."""
     k_total, m = a.shape
@@ -292,21 +312,7 @@ def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
     a_t = _k_grouped_pack(a, sizes, rows)             # [M, rows*128]
     b_t = _k_grouped_pack(b, sizes, rows, n_align)    # [N', rows*128]
     n_pad = b_t.shape[0]
-    # Two 64-row waves plus the group cursor overflow the math warpgroups'
-    # registers with per-row-scaled promotion: 128-row tiles at most.  (Clamping
-    # the dense choice of 256x128 to 128x128 instead ran at 750 TFLOPS on the
-    # H100, L2-bound; the model picks a wider N at 128 rows.)
-    cfg = _forced_config or _config.dense_config(
-        m, n_pad, max(1, k_total // groups), fp8=fp8, out_bytes=4, sb_per_row=fp8,
-        num_sms=num_sms, max_block_m=128)
-    if _forced_config is None and fp8 and n_pad >= 192 and m >= 128:
-        # Measured on the H100 (tools/profile_grouped.py ksweep, 2026-11-27):
-        # 128x192 without a cluster beat the model's 128x128 c2 by 19-23% on
-        # both wgrad shapes (936 vs 751 and 830 vs 692 TFLOPS kernel-only);
-        # the model underrates the L2 traffic of per-row-scaled 128-row tiles.
-        cfg = _config.GemmConfig(128, 192, _config._max_stages(128, 192, 1, 4, True), 1)
-    if cfg.cluster > 2:
-        cfg = dataclasses.replace(cfg, cluster=2)
+    cfg = _forced_config or _k_grouped_config(m, n_pad, max(1, k_total // groups), fp8, num_sms)
     if fp8:
         sa, sb = scales
         operands = [a_t, sa.astype(jnp.float32), b_t,

@@ -32,3 +32,11 @@ def test_contiguous_with_large_groups_keeps_the_dense_choice(g, rows, n, k):
 def test_contiguous_with_many_small_groups_uses_shorter_tiles():
     # 256 groups of ~128 rows: 256-row tiles would be half padding or worse.
     assert _grouped(256, 128, 4096, 7168).block_m <= 128
+
+
+@pytest.mark.parametrize("m,n", [(4096, 7168), (7168, 2048)])
+def test_k_grouped_tiles(m, n):
+    fp8 = _kernels._k_grouped_config(m, n, 4096, True, None)
+    assert (fp8.block_m, fp8.block_n, fp8.cluster) == (128, 192, 1)  # measured best (ksweep)
+    bf16 = _kernels._k_grouped_config(m, n, 4096, False, None)
+    assert bf16.block_m <= 128 and bf16.cluster <= 2
