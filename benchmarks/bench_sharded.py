@@ -43,11 +43,15 @@ def _wall_us(fn, args, reps):
     return statistics.median(times) * 1e6
 
 
-def _collectives(fn, args):
-    text = fn.lower(*args).compile().as_text()
+def collectives_in(hlo_text: str) -> list[str]:
+    """The distinct collectives of a compiled HLO text, as "kind shape"."""
     ops = re.findall(r"= (\([^)]*\)|\S+) (all-gather|all-reduce|all-to-all|reduce-scatter|"
-                     r"collective-permute)(?:-start)?\(", text)
+                     r"collective-permute)(?:-start)?\(", hlo_text)
     return sorted({f"{kind} {shape}" for shape, kind in ops})
+
+
+def _collectives(fn, args):
+    return collectives_in(fn.lower(*args).compile().as_text())
 
 
 def main(argv=None):

@@ -265,7 +265,7 @@ def _k_grouped_pack(x, sizes, rows, x_multiple=1):
     strided reads, 1.0-1.8 ms per operand on the 4-group wgrad shapes of the
     H100, more than the GEMM.  `sizes` are the clamped group sizes.
     """
-    k_total, xcols = x.shape
+    xcols = x.shape[1]
     xp = -(-xcols // x_multiple) * x_multiple
     fp8 = x.dtype == jnp.float8_e4m3fn
     _ext.ensure_registered()

@@ -28,7 +28,9 @@ for dt in fp8 bf16; do
     --batch $PER_GPU_BATCH --json "$OUT/sharded_moe_${dt}_1gpu.json" 2>&1 | grep -v "^W\|^I" | tail -3
 done
 python3 - "$OUT" "$N" <<'PY' | tee "$OUT/multi_summary.txt"
-import json, re, sys
+import json, sys
+sys.path.insert(0, "benchmarks")
+from bench_sharded import collectives_in
 out, n = sys.argv[1], int(sys.argv[2])
 for dt in ("fp8", "bf16"):
     try:
@@ -41,8 +43,7 @@ for dt in ("fp8", "bf16"):
           f"1 GPU {b['median_step_s']*1e3:.1f} ms/step ({b['tokens_per_step']} tok): "
           f"weak-scaling efficiency {eff:.3f}; final loss {a['losses'][-1]:.4f} vs 1 GPU {b['losses'][-1]:.4f}")
     hlo = open(f"{out}/hlo_{dt}_{n}gpu.txt").read()
-    kinds = re.findall(r"= (\([^)]*\)|\S+) (all-gather|all-reduce|all-to-all|reduce-scatter)(?:-start)?\(", hlo)
-    print(f"  collectives in the step: " + ", ".join(sorted({f'{k} {s}' for s, k in kinds})))
+    print("  collectives in the step: " + ", ".join(collectives_in(hlo)))
 try:
     f = json.load(open(f"{out}/sharded_moe_fp8_{n}gpu.json")); g = json.load(open(f"{out}/sharded_moe_bf16_{n}gpu.json"))
     print(f"FP8 vs BF16 final loss on {n} GPUs: {f['losses'][-1]:.4f} vs {g['losses'][-1]:.4f} "
