@@ -1,31 +1,49 @@
 #!/bin/bash
 # The multi-GPU run (issue 7), one call on a machine with N >= 2 GPUs:
-#   build; sharded MoE training (experts + tensor parallel over all GPUs) FP8
-#   and BF16; the same per-GPU batch on one GPU (weak-scaling efficiency);
-#   the compiled step's HLO collectives; the sharded GEMM benchmark.
-# Logs and JSON go to $OUT.  NVLink multicast stays off (KINDS.md).
+#   build; the same per-GPU batch on one GPU, FP8 and BF16 (the two one-GPU
+#   runs side by side, one per GPU); sharded MoE training (experts + tensor
+#   parallel over all GPUs, mesh 1xN) FP8 and BF16 -> weak-scaling efficiency,
+#   loss parity, the compiled step's HLO collectives; the sharded GEMM
+#   benchmark; then, if time is left, pure data parallel (mesh Nx1).
+# Every step has its own timeout so the whole fits one 600 s device call
+# (DEADLINE_S, default 570); logs and JSON go to $OUT as they are made.
+# NVLink multicast stays off (KINDS.md).
 set -o pipefail
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export JAXGEMM_RESULTS_DIR="$OUT"
+T0=$SECONDS
+DEADLINE=${DEADLINE_S:-570}
+left() { local l=$((DEADLINE - (SECONDS - T0))); [ "$l" -gt "$1" ] && echo "$1" || echo $((l > 5 ? l : 5)); }
 N=$(nvidia-smi -L | wc -l)
-nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader | head -1
+nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader | tee "$OUT/gpus.txt"
+nvidia-smi topo -m > "$OUT/topo.txt" 2>&1
 echo "== $N GPUs"
 (CXX=/usr/bin/g++ CC=/usr/bin/gcc python3 -m pip install --no-build-isolation --no-deps -e . \
   > "$OUT/build.log" 2>&1) || { tail -30 "$OUT/build.log"; exit 1; }
+echo "== built at $((SECONDS - T0)) s"
 # Model: big enough that the GEMMs dominate; global batch scales with N.
 STEPS=${MULTI_STEPS:-100}
 MODEL="--vocab 1024 --d-model 1024 --d-ff 4096 --d-expert 1024 --experts 16 --top-k 2 --seq-len 1024 --steps $STEPS --quiet"
 PER_GPU_BATCH=${PER_GPU_BATCH:-8}
+train() {  # name timeout [env...] -- args
+  local name=$1 t=$2; shift 2
+  timeout "$t" env "$@" > "$OUT/train_$name.log" 2>&1
+  echo "   $name rc=$? at $((SECONDS - T0)) s: $(grep -v '^W\|^I' "$OUT/train_$name.log" | tail -2 | tr '\n' ' ')"
+}
+echo "== train on 1 GPU (fp8 on GPU 0, bf16 on GPU 1, side by side)"
+for i in 0 1; do
+  dt=$([ $i = 0 ] && echo fp8 || echo bf16)
+  train "${dt}_1gpu" "$(left 150)" CUDA_VISIBLE_DEVICES=$i python3 examples/sharded_moe.py $MODEL \
+    --dtype $dt --mesh 1x1 --batch $PER_GPU_BATCH --json "$OUT/sharded_moe_${dt}_1gpu.json" &
+done
+wait
 for dt in fp8 bf16; do
-  echo "== train $dt on $N GPUs (mesh 1x$N)"
-  timeout 300 python3 examples/sharded_moe.py $MODEL --dtype $dt --mesh 1x$N \
+  echo "== train $dt on $N GPUs (mesh 1x$N: experts and dense tensor parallel)"
+  train "${dt}_${N}gpu" "$(left 150)" python3 examples/sharded_moe.py $MODEL --dtype $dt --mesh 1x$N \
     --batch $((PER_GPU_BATCH * N)) --json "$OUT/sharded_moe_${dt}_${N}gpu.json" \
-    --dump-hlo "$OUT/hlo_${dt}_${N}gpu.txt" 2>&1 | grep -v "^W\|^I" | tail -3
-  echo "== train $dt on 1 GPU"
-  CUDA_VISIBLE_DEVICES=0 timeout 300 python3 examples/sharded_moe.py $MODEL --dtype $dt --mesh 1x1 \
-    --batch $PER_GPU_BATCH --json "$OUT/sharded_moe_${dt}_1gpu.json" 2>&1 | grep -v "^W\|^I" | tail -3
+    --dump-hlo "$OUT/hlo_${dt}_${N}gpu.txt"
 done
 python3 - "$OUT" "$N" <<'PY' | tee "$OUT/multi_summary.txt"
 import json, sys
@@ -52,5 +70,11 @@ try:
 except OSError:
     pass
 PY
-echo "== sharded GEMM benchmark"
-timeout 420 python3 benchmarks/bench_sharded.py 2>&1 | grep -v "^W\|^I" | tail -30
+echo "== sharded GEMM benchmark at $((SECONDS - T0)) s"
+timeout "$(left 200)" python3 benchmarks/bench_sharded.py > "$OUT/bench_sharded.log" 2>&1
+echo "   rc=$?"; grep -v "^W\|^I" "$OUT/bench_sharded.log" | tail -25
+echo "== train fp8 data parallel (mesh ${N}x1) at $((SECONDS - T0)) s"
+train "fp8_${N}gpu_dp" "$(left 150)" python3 examples/sharded_moe.py $MODEL --dtype fp8 --mesh ${N}x1 \
+  --batch $((PER_GPU_BATCH * N)) --json "$OUT/sharded_moe_fp8_${N}gpu_dp.json" \
+  --dump-hlo "$OUT/hlo_fp8_${N}gpu_dp.txt"
+echo "== done at $((SECONDS - T0)) s"
