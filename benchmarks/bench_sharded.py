@@ -6,8 +6,12 @@ For each large benchmark shape, in one process:
 * all GPUs under ``jax.jit`` with ``NamedSharding`` (jaxgemm's partitioning
   rules, no ``shard_map``): dense ``fp8_gemm_nt`` data parallel (M split:
   no communication) and column tensor parallel (N split, B's scales follow);
+  and row tensor parallel (K split: f32 partial products, all-reduced);
   m-grouped contiguous expert parallel inside ``jax.shard_map`` (each GPU its
-  G/n experts and their tokens: the layout after an all-to-all dispatch).
+  G/n experts and their tokens: the layout after an all-to-all dispatch);
+* one device's share alone on one GPU (``shard_alone_us``): the kernel's
+  speed at the smaller per-device shape, so that ``vs_shard_alone`` is the
+  cost of sharding itself (multi-device dispatch, collectives).
 
 Per-GPU TFLOPS = FLOPs of a device's share / wall time of the sharded call
 (``--reps`` calls dispatched back to back, then blocked; median of 5 trials); the target is within
@@ -48,10 +52,22 @@ def _wall_us(fn, args, reps, trials=5):
 
 
 def collectives_in(hlo_text: str) -> list[str]:
-    """The distinct collectives of a compiled HLO text, as "kind shape"."""
-    ops = re.findall(r"= (\([^)]*\)|\S+) (all-gather|all-reduce|all-to-all|reduce-scatter|"
-                     r"collective-permute)(?:-start)?\(", hlo_text)
-    return sorted({f"{kind} {shape}" for shape, kind in ops})
+    """The distinct collectives of a compiled HLO text, one "kind shape" per
+    array they produce (a combined all-reduce produces a tuple; an async
+    start returns (operands, results): its second half is what it produces).
+    Collectives whose replica groups all hold one device (a psum over a mesh
+    axis of size 1) move nothing and are left out."""
+    found = set()
+    for line in hlo_text.splitlines():
+        m = re.search(r"= (.*?) (all-gather|all-reduce|all-to-all|reduce-scatter|"
+                      r"collective-permute)(-start)?\(", line)
+        if not m or re.search(r"replica_groups=\{(\{\d+\},?)+\}", line):
+            continue
+        shapes = re.findall(r"\w+\[[\d,]*\](?:\{[\d,]*\})?", m.group(1))
+        if m.group(3):
+            shapes = shapes[len(shapes) // 2:]
+        found.update(f"{m.group(2)} {s}" for s in shapes)
+    return sorted(found)
 
 
 def _collectives(fn, args):
@@ -92,6 +108,19 @@ def main(argv=None):
     def put(x, spec):
         return jax.device_put(x, NamedSharding(mesh, spec))
 
+    def shard_1gpu(fn, args):
+        """One device's share of the problem, run alone on one GPU: separates
+        the kernel's speed at the smaller shape from the cost of sharding."""
+        return _wall_us(fn, jax.device_put(args, one), reps)
+
+    # layout: (a specs, b specs, one device's (m, n, k) share)
+    layouts = {
+        "data_parallel": ((P("x"), P("x")), (P(), P()), lambda m, nn, k: (m // n, nn, k)),
+        "column_parallel": ((P(), P()), (P("x"), P("x")), lambda m, nn, k: (m, nn // n, k)),
+        # K split: f32 partial products summed by an all-reduce after the GEMM
+        "row_parallel": ((P(None, "x"), P(None, "x")), (P(None, "x"), P(None, "x")),
+                         lambda m, nn, k: (m, nn, k // n)),
+    }
     for m, nn, k in dense:
         a = jaxgemm.per_token_cast_to_fp8(jax.random.normal(key, (m, k), jnp.bfloat16))
         b = jaxgemm.per_block_cast_to_fp8(jax.random.normal(key, (nn, k), jnp.bfloat16))
@@ -101,18 +130,22 @@ def main(argv=None):
         base = dict(op="fp8_gemm_nt", m=m, n=nn, k=k, num_gpus=n)
         records.append(dict(base, impl="jaxgemm_1gpu", us=round(single, 2),
                             tflops_per_gpu=round(flops / single / 1e6, 1)))
-        for layout, a_spec, b_spec in (("data_parallel", (P("x"), P("x")), (P(), P())),
-                                       ("column_parallel", (P(), P()), (P("x"), P("x")))):
-            if layout == "column_parallel" and nn % (128 * n):
+        for layout, (a_spec, b_spec, share) in layouts.items():
+            sm, sn, sk = share(m, nn, k)
+            if m % n or sn % 128 or sk % 128:   # 128-blocks must not straddle shards
                 continue
             sa = (put(a[0], a_spec[0]), put(a[1], a_spec[1]))
             sb = (put(b[0], b_spec[0]), put(b[1], b_spec[1]))
             us = _wall_us(f, (sa, sb), reps)
+            alone = shard_1gpu(f, ((a[0][:sm, :sk], a[1][:sm, :sk // 128]),
+                                   (b[0][:sn, :sk], b[1][:sn // 128, :sk // 128])))
             records.append(dict(base, impl=f"jaxgemm_{layout}", us=round(us, 2),
                                 tflops_per_gpu=round(flops / n / us / 1e6, 1),
                                 vs_1gpu=round(single / (us * n), 3),
+                                shard_alone_us=round(alone, 2),
+                                vs_shard_alone=round(alone / us, 3),
                                 collectives=_collectives(f, (sa, sb))))
-        print("  dense", m, nn, k, [(r["impl"], r["tflops_per_gpu"]) for r in records[-3:]],
+        print("  dense", m, nn, k, [(r["impl"], r["tflops_per_gpu"]) for r in records[-4:]],
               flush=True)
 
     for g, mpg, nn, k in grouped:
@@ -140,22 +173,26 @@ def main(argv=None):
         ops = (put(qa[0], P("x")), put(qa[1], P("x")), put(qb[0], P("x")), put(qb[1], P("x")),
                put(gs, P("x")))
         us = _wall_us(fe, ops, reps)
+        gl, ml = g // n, m // n
+        alone = shard_1gpu(f, ((qa[0][:ml], qa[1][:ml]), (qb[0][:gl], qb[1][:gl]), gs[:gl]))
         records.append(dict(base, impl="jaxgemm_expert_parallel", us=round(us, 2),
                             tflops_per_gpu=round(flops / n / us / 1e6, 1),
                             vs_1gpu=round(single / (us * n), 3),
+                            shard_alone_us=round(alone, 2),
+                            vs_shard_alone=round(alone / us, 3),
                             collectives=_collectives(fe, ops)))
         print("  grouped", g, mpg, nn, k, [(r["impl"], r["tflops_per_gpu"]) for r in records[-2:]],
               flush=True)
 
     path = common.write_results("sharded", records, extra={"num_gpus": n})
-    print(f"{'case':>44} {'1 GPU':>8} {'per GPU':>8} {'ratio':>6}")
+    print(f"{'case':>44} {'1 GPU':>8} {'per GPU':>8} {'ratio':>6} {'vs share alone':>15}")
     for r in records:
         if "vs_1gpu" in r:
             shape = "x".join(str(r[f]) for f in ("groups", "m_per_group", "m", "n", "k") if f in r)
             single = next(q for q in records if q["impl"] == "jaxgemm_1gpu" and
                           all(q.get(f) == r.get(f) for f in ("op", "m", "n", "k", "groups")))
             print(f"{r['impl'] + ' ' + shape:>44} {single['tflops_per_gpu']:8.0f} "
-                  f"{r['tflops_per_gpu']:8.0f} {r['vs_1gpu']:6.2f}")
+                  f"{r['tflops_per_gpu']:8.0f} {r['vs_1gpu']:6.2f} {r['vs_shard_alone']:15.2f}")
     print(f"wrote {path}")
     return records
 

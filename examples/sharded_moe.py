@@ -31,6 +31,13 @@ FP8 training ops, forward and backward:
   past an expert device's capacity (``--capacity-factor``) are dropped (the
   token keeps its residual), as in Switch/GShard.
 
+``--dense-parallel data`` instead replicates the dense weights (XLA all-reduces
+their gradients) and splits the tokens over every device of the mesh, so no
+token is processed twice and the only exchanges in the forward pass are the two
+``all_to_all``s; the experts stay split over ``model``.  On one host with few
+GPUs (``--mesh 1xN``) this is the faster layout: the dense GEMMs are too
+small to be worth splitting, and every device keeps its own tokens.
+
 The same code runs on N GPUs of one host (``--mesh DxM``, D*M devices) and on
 several hosts: start one process per host with ``--distributed``, which calls
 ``jax.distributed.initialize()`` (auto-detected on SLURM / Open MPI / TPU, or
@@ -71,6 +78,10 @@ def parse_args(argv=None):
     p.add_argument("--capacity-factor", type=float, default=2.0)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dense-parallel", choices=["tensor", "data"], default="tensor",
+                   help="tensor: dense weights split over 'model', tokens over 'data'; "
+                        "data: dense weights replicated, tokens split over every device "
+                        "(experts still split over 'model')")
     p.add_argument("--dtype", choices=["fp8", "bf16"], default="fp8",
                    help="fp8: jaxgemm's FP8 training ops; bf16: XLA's bf16 dot / ragged_dot")
     p.add_argument("--quiet", action="store_true")
@@ -91,6 +102,7 @@ class Config:
     capacity_factor: float
     dtype: str = "fp8"
     aux_coef: float = 1e-2
+    dense_parallel: str = "tensor"
 
 
 # --------------------------------------------------------------------- data
@@ -153,16 +165,27 @@ def init_params(cfg: Config, key):
     }
 
 
-def param_specs():
+def param_specs(dense_parallel: str = "tensor"):
     """PartitionSpecs of the params on the ("data", "model") mesh."""
     from jax.sharding import PartitionSpec as P
 
+    if dense_parallel == "tensor":
+        dense = {"w_gate": P(None, "model"), "w_up": P(None, "model"),   # column parallel
+                 "w_down": P("model", None)}                             # row parallel
+    else:   # replicated: XLA all-reduces their gradients
+        dense = {"w_gate": P(), "w_up": P(), "w_down": P()}
     return {
-        "embed": P(), "router": P(), "head": P(),
-        "w_gate": P(None, "model"), "w_up": P(None, "model"),   # column parallel
-        "w_down": P("model", None),                             # row parallel
+        "embed": P(), "router": P(), "head": P(), **dense,
         "e_gate": P("model"), "e_up": P("model"), "e_down": P("model"),  # expert parallel
     }
+
+
+def token_spec(dense_parallel: str = "tensor"):
+    """How the token axis is split: over ``data`` (tensor-parallel dense layers
+    see every token of their data shard), or over every device."""
+    from jax.sharding import PartitionSpec as P
+
+    return P("data") if dense_parallel == "tensor" else P(("data", "model"))
 
 
 def rms_norm(x):
@@ -204,7 +227,7 @@ def dense_block(p, x, dtype="fp8"):
 
 
 def moe_block(p, x, cfg: Config, mesh):
-    """Expert-parallel top-k SwiGLU MoE; x ``[T, D]`` split over ``data``.
+    """Expert-parallel top-k SwiGLU MoE; x ``[T, D]`` split as ``token_spec``.
 
     Returns ``(y [T, D], aux_loss)``.  See the module docstring for the steps.
     """
@@ -220,9 +243,12 @@ def moe_block(p, x, cfg: Config, mesh):
         t_loc, d = x.shape
         g_loc = e_gate.shape[0]                      # experts on this device
         g = g_loc * n_model
-        ts = t_loc // n_model                        # this device's token slice
-        me = jax.lax.axis_index("model")
-        xs = jax.lax.dynamic_slice_in_dim(x, me * ts, ts)
+        if split_tokens:                             # replicated over "model": slice
+            ts = t_loc // n_model
+            me = jax.lax.axis_index("model")
+            xs = jax.lax.dynamic_slice_in_dim(x, me * ts, ts)
+        else:                                        # already this device's tokens
+            ts, xs = t_loc, x
         # 1. route (float32 router, softmax, top-k, renormalised weights)
         probs = jax.nn.softmax(xs.astype(jnp.float32) @ router, axis=-1)   # [ts, G]
         top_p, experts = jax.lax.top_k(probs, k)
@@ -236,8 +262,10 @@ def moe_block(p, x, cfg: Config, mesh):
         pos = jnp.take_along_axis(jnp.cumsum(onehot, axis=0) - 1, dest[:, None], axis=1)[:, 0]
         keep = pos < cap
         slot = jnp.where(keep, dest * cap + pos, n_model * cap)   # out of range = dropped
-        rows_in = jnp.repeat(xs, k, axis=0)                         # row of each assignment
-        send = jnp.zeros((n_model * cap, d), x.dtype).at[slot].set(rows_in, mode="drop")
+        # The exchanged rows travel as bf16 (half the bytes of float32; both
+        # paths feed bf16 or FP8 GEMMs anyway).
+        rows_in = jnp.repeat(xs.astype(jnp.bfloat16), k, axis=0)    # row of each assignment
+        send = jnp.zeros((n_model * cap, d), jnp.bfloat16).at[slot].set(rows_in, mode="drop")
         send_id = jnp.full((n_model * cap,), g_loc, jnp.int32).at[slot].set(lid, mode="drop")
         # 3. dispatch: slot block i goes to device i of the "model" axis
         recv = jax.lax.all_to_all(send.reshape(n_model, cap, d), "model", 0, 0)
@@ -252,22 +280,26 @@ def moe_block(p, x, cfg: Config, mesh):
         yr = ragged(h, e_down, group_sizes, cfg.dtype)       # rows past the groups: 0
         yr = jnp.take(yr, jnp.argsort(order), axis=0)
         # 5. return the rows to their source device and combine the top-k choices
-        back = jax.lax.all_to_all(yr.reshape(n_model, cap, d), "model", 0, 0).reshape(-1, d)
-        yk = jnp.take(back, jnp.minimum(slot, n_model * cap - 1), axis=0)
+        back = jax.lax.all_to_all(yr.astype(jnp.bfloat16).reshape(n_model, cap, d), "model",
+                                  0, 0).reshape(-1, d)
+        yk = jnp.take(back, jnp.minimum(slot, n_model * cap - 1), axis=0).astype(x.dtype)
         w = (weights.reshape(-1) * keep).astype(yk.dtype)
         ys = jnp.sum((yk * w[:, None]).reshape(ts, k, d), axis=1)
-        y = jax.lax.all_gather(ys, "model", axis=0, tiled=True)     # back to [t_loc, D]
+        if split_tokens:                                             # back to [t_loc, D]
+            ys = jax.lax.all_gather(ys, "model", axis=0, tiled=True)
         # 6. Switch load-balancing loss over all tokens of all devices
         counts = jax.lax.psum(jnp.bincount(flat_e, length=g), axes)
         frac = counts.astype(jnp.float32) / jnp.maximum(jnp.sum(counts), 1)
         mean_p = jax.lax.pmean(jnp.mean(probs, axis=0), axes)
         aux = g * jnp.sum(jax.lax.stop_gradient(frac) * mean_p)
-        return y, aux
+        return ys, aux
 
+    split_tokens = cfg.dense_parallel == "tensor"
+    tok = token_spec(cfg.dense_parallel)
     fn = jax.shard_map(
         local, mesh=mesh,
-        in_specs=(P("data"), P(), P("model"), P("model"), P("model")),
-        out_specs=(P("data"), P()), check_vma=False)
+        in_specs=(tok, P(), P("model"), P("model"), P("model")),
+        out_specs=(tok, P()), check_vma=False)
     return fn(x, p["router"], p["e_gate"], p["e_up"], p["e_down"])
 
 
@@ -299,8 +331,8 @@ def make_train_step(cfg: Config, mesh, tx, opt_shardings):
         updates, opt_state = tx.update(grads, opt_state, p)
         return optax.apply_updates(p, updates), opt_state, {"loss": ce, "aux": aux}
 
-    p_sh = {k: NamedSharding(mesh, s) for k, s in param_specs().items()}
-    batch_sh = NamedSharding(mesh, P("data"))
+    p_sh = {k: NamedSharding(mesh, s) for k, s in param_specs(cfg.dense_parallel).items()}
+    batch_sh = NamedSharding(mesh, token_spec(cfg.dense_parallel))
     return jax.jit(step, in_shardings=(p_sh, opt_shardings, batch_sh),
                    out_shardings=(p_sh, opt_shardings, None), donate_argnums=(0, 1))
 
@@ -344,7 +376,8 @@ def main(argv=None) -> dict:
 
     mesh = make_mesh(args.mesh)
     cfg = Config(args.vocab, args.d_model, args.d_ff, args.d_expert, args.experts,
-                 args.top_k, args.capacity_factor, args.dtype)
+                 args.top_k, args.capacity_factor, args.dtype,
+                 dense_parallel=args.dense_parallel)
     n_model = mesh.shape["model"]
     tokens_per_step = args.batch * args.seq_len
     if cfg.experts % n_model:
@@ -352,9 +385,12 @@ def main(argv=None) -> dict:
                          f"({n_model})")
     if tokens_per_step % (mesh.shape["data"] * n_model):
         raise SystemExit("batch * seq_len must split evenly over the devices")
+    if args.dense_parallel == "data" and args.batch % (mesh.shape["data"] * n_model):
+        raise SystemExit("--dense-parallel data splits the batch over every device: "
+                         f"--batch {args.batch} must be a multiple of {mesh.size}")
 
     corpus = BigramCorpus(cfg.vocab, args.seed)
-    p_sh = {k: NamedSharding(mesh, s) for k, s in param_specs().items()}
+    p_sh = {k: NamedSharding(mesh, s) for k, s in param_specs(cfg.dense_parallel).items()}
     params = jax.jit(lambda key: init_params(cfg, key), out_shardings=p_sh)(
         jax.random.key(args.seed))
     tx = optax.adamw(optax.warmup_cosine_decay_schedule(
@@ -366,7 +402,7 @@ def main(argv=None) -> dict:
         transform_non_params=lambda _: NamedSharding(mesh, P()))
     opt_state = jax.jit(tx.init, out_shardings=opt_sh)(params)
     step_fn = make_train_step(cfg, mesh, tx, opt_sh)
-    batch_sh = NamedSharding(mesh, P("data"))
+    batch_sh = NamedSharding(mesh, token_spec(cfg.dense_parallel))
 
     def global_batch(step):
         toks = corpus.batch(step, args.batch, args.seq_len)

@@ -80,6 +80,19 @@ def test_sharded_moe_example_experts_over_8_devices(tmp_path):
     assert not [d for d in gathers if d in bad], gathers
 
 
+def test_sharded_moe_example_dense_data_parallel(tmp_path):
+    """Dense layers data parallel, experts split: tokens over every device, the
+    dense weights replicated (their gradients all-reduced), never gathered."""
+    run, hlo = _run_example(tmp_path, "--mesh", "1x8", "--dense-parallel", "data",
+                            "--batch", "32", "--steps", "4")
+    assert run["mesh"] == {"data": 1, "model": 8}
+    assert all(np.isfinite(run["losses"])) and run["losses"][-1] < run["losses"][0]
+    assert "model" not in run["param_shardings"]["w_gate"], run["param_shardings"]
+    kinds = {k for k, _ in cases.collectives(hlo)}
+    assert "all-to-all" in kinds and "all-reduce" in kinds, kinds
+    assert "all-gather" not in kinds, cases.collectives(hlo)  # 128 tokens per device
+
+
 def test_sharded_moe_example_data_and_model_axes(tmp_path):
     run, _ = _run_example(tmp_path, "--mesh", "2x4", "--steps", "4")
     assert run["mesh"] == {"data": 2, "model": 4}

@@ -1,80 +1,97 @@
 #!/bin/bash
 # The multi-GPU run (issue 7), one call on a machine with N >= 2 GPUs:
 #   build; the same per-GPU batch on one GPU, FP8 and BF16 (the two one-GPU
-#   runs side by side, one per GPU); sharded MoE training (experts + tensor
-#   parallel over all GPUs, mesh 1xN) FP8 and BF16 -> weak-scaling efficiency,
-#   loss parity, the compiled step's HLO collectives; the sharded GEMM
-#   benchmark; then, if time is left, pure data parallel (mesh Nx1).
+#   runs side by side, one per GPU); sharded MoE training on mesh 1xN with the
+#   experts split over the GPUs (all-to-all dispatch) and the dense layers
+#   data parallel, then tensor parallel, FP8 and BF16 -> weak-scaling
+#   efficiency, loss parity, the compiled step's HLO collectives; the sharded
+#   GEMM benchmark (per-GPU TFLOPS against one GPU).
 # Every step has its own timeout so the whole fits one 600 s device call
-# (DEADLINE_S, default 570); logs and JSON go to $OUT as they are made.
+# (DEADLINE_S, default 570).  $OUT gets multi_summary.txt,
+# multi_train_summary.json, the benchmark's JSON and a tarball of every log.
 # NVLink multicast stays off (KINDS.md).
 set -o pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-export JAXGEMM_RESULTS_DIR="$OUT"
+# At most 8 files come back: the logs, HLO and per-run JSON go into one tarball.
+W=/tmp/multi_gpu; rm -rf "$W"; mkdir -p "$W"
+trap 'tar -C /tmp -czf "$OUT/multi_gpu_logs.tgz" multi_gpu' EXIT
 T0=$SECONDS
 DEADLINE=${DEADLINE_S:-570}
 left() { local l=$((DEADLINE - (SECONDS - T0))); [ "$l" -gt "$1" ] && echo "$1" || echo $((l > 5 ? l : 5)); }
 N=$(nvidia-smi -L | wc -l)
-nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader | tee "$OUT/gpus.txt"
-nvidia-smi topo -m > "$OUT/topo.txt" 2>&1
+nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader | tee "$W/gpus.txt"
+nvidia-smi topo -m > "$W/topo.txt" 2>&1
 echo "== $N GPUs"
 (CXX=/usr/bin/g++ CC=/usr/bin/gcc python3 -m pip install --no-build-isolation --no-deps -e . \
-  > "$OUT/build.log" 2>&1) || { tail -30 "$OUT/build.log"; exit 1; }
+  > "$W/build.log" 2>&1) || { tail -30 "$W/build.log"; exit 1; }
 echo "== built at $((SECONDS - T0)) s"
 # Model: big enough that the GEMMs dominate; global batch scales with N.
 STEPS=${MULTI_STEPS:-100}
-MODEL="--vocab 1024 --d-model 1024 --d-ff 4096 --d-expert 1024 --experts 16 --top-k 2 --seq-len 1024 --steps $STEPS --quiet"
+MODEL=${MULTI_MODEL:-"--vocab 1024 --d-model 1024 --d-ff 4096 --d-expert 1024 --experts 16 --top-k 2 --seq-len 1024 --steps $STEPS --quiet"}
 PER_GPU_BATCH=${PER_GPU_BATCH:-8}
 train() {  # name timeout [env...] -- args
   local name=$1 t=$2; shift 2
-  timeout "$t" env "$@" > "$OUT/train_$name.log" 2>&1
-  echo "   $name rc=$? at $((SECONDS - T0)) s: $(grep -v '^W\|^I' "$OUT/train_$name.log" | tail -2 | tr '\n' ' ')"
+  timeout "$t" env "$@" > "$W/train_$name.log" 2>&1
+  echo "   $name rc=$? at $((SECONDS - T0)) s: $(grep -v '^W\|^I' "$W/train_$name.log" | tail -2 | tr '\n' ' ')"
 }
 echo "== train on 1 GPU (fp8 on GPU 0, bf16 on GPU 1, side by side)"
 for i in 0 1; do
   dt=$([ $i = 0 ] && echo fp8 || echo bf16)
   train "${dt}_1gpu" "$(left 150)" CUDA_VISIBLE_DEVICES=$i python3 examples/sharded_moe.py $MODEL \
-    --dtype $dt --mesh 1x1 --batch $PER_GPU_BATCH --json "$OUT/sharded_moe_${dt}_1gpu.json" &
+    --dtype $dt --mesh 1x1 --batch $PER_GPU_BATCH --json "$W/sharded_moe_${dt}_1gpu.json" &
 done
 wait
-for dt in fp8 bf16; do
-  echo "== train $dt on $N GPUs (mesh 1x$N: experts and dense tensor parallel)"
-  train "${dt}_${N}gpu" "$(left 150)" python3 examples/sharded_moe.py $MODEL --dtype $dt --mesh 1x$N \
-    --batch $((PER_GPU_BATCH * N)) --json "$OUT/sharded_moe_${dt}_${N}gpu.json" \
-    --dump-hlo "$OUT/hlo_${dt}_${N}gpu.txt"
+# Headline layout: experts split over the GPUs (all-to-all dispatch), dense
+# layers data parallel (tokens split over every GPU).  Then the tensor-parallel
+# dense layout (mesh 1xN, tokens replicated over the model axis).
+for dp in data tensor; do
+  for dt in fp8 bf16; do
+    echo "== train $dt on $N GPUs (mesh 1x$N, experts split, dense layers $dp parallel)"
+    train "${dt}_${N}gpu_$dp" "$(left 120)" python3 examples/sharded_moe.py $MODEL --dtype $dt \
+      --mesh 1x$N --dense-parallel $dp --batch $((PER_GPU_BATCH * N)) \
+      --json "$W/sharded_moe_${dt}_${N}gpu_$dp.json" --dump-hlo "$W/hlo_${dt}_${N}gpu_$dp.txt"
+  done
 done
-python3 - "$OUT" "$N" <<'PY' | tee "$OUT/multi_summary.txt"
+python3 - "$W" "$N" <<'PY' | tee "$OUT/multi_summary.txt"
 import json, sys
 sys.path.insert(0, "benchmarks")
 from bench_sharded import collectives_in
-out, n = sys.argv[1], int(sys.argv[2])
-for dt in ("fp8", "bf16"):
+w, n = sys.argv[1], int(sys.argv[2])
+def load(name):
     try:
-        a = json.load(open(f"{out}/sharded_moe_{dt}_{n}gpu.json"))
-        b = json.load(open(f"{out}/sharded_moe_{dt}_1gpu.json"))
+        return json.load(open(f"{w}/sharded_moe_{name}.json"))
     except OSError as e:
-        print(dt, "missing:", e); continue
-    eff = b["median_step_s"] / a["median_step_s"]
-    print(f"{dt}: {n} GPUs {a['median_step_s']*1e3:.1f} ms/step ({a['tokens_per_step']} tok), "
-          f"1 GPU {b['median_step_s']*1e3:.1f} ms/step ({b['tokens_per_step']} tok): "
-          f"weak-scaling efficiency {eff:.3f}; final loss {a['losses'][-1]:.4f} vs 1 GPU {b['losses'][-1]:.4f}")
-    hlo = open(f"{out}/hlo_{dt}_{n}gpu.txt").read()
-    print("  collectives in the step: " + ", ".join(collectives_in(hlo)))
-try:
-    f = json.load(open(f"{out}/sharded_moe_fp8_{n}gpu.json")); g = json.load(open(f"{out}/sharded_moe_bf16_{n}gpu.json"))
-    print(f"FP8 vs BF16 final loss on {n} GPUs: {f['losses'][-1]:.4f} vs {g['losses'][-1]:.4f} "
-          f"({(f['losses'][-1] / g['losses'][-1] - 1) * 100:+.2f}%), step {f['median_step_s']*1e3:.1f} vs "
-          f"{g['median_step_s']*1e3:.1f} ms")
-except OSError:
-    pass
+        print("missing:", e)
+summary = {"num_gpus": n, "runs": {}}
+for dp in ("data", "tensor"):
+    for dt in ("fp8", "bf16"):
+        a, b = load(f"{dt}_{n}gpu_{dp}"), load(f"{dt}_1gpu")
+        if not (a and b):
+            continue
+        eff = b["median_step_s"] / a["median_step_s"]
+        hlo = collectives_in(open(f"{w}/hlo_{dt}_{n}gpu_{dp}.txt").read())
+        summary["runs"][f"{dt}_{dp}"] = dict(
+            dense_parallel=dp, dtype=dt, step_ms=a["median_step_s"] * 1e3,
+            step_ms_1gpu=b["median_step_s"] * 1e3, tokens_per_step=a["tokens_per_step"],
+            tokens_per_step_1gpu=b["tokens_per_step"], weak_scaling_efficiency=eff,
+            final_loss=a["losses"][-1], final_loss_1gpu=b["losses"][-1],
+            losses=a["losses"], losses_1gpu=b["losses"], collectives=hlo)
+        print(f"{dt} dense {dp}-parallel: {n} GPUs {a['median_step_s']*1e3:.1f} ms/step "
+              f"({a['tokens_per_step']} tok), 1 GPU {b['median_step_s']*1e3:.1f} ms/step "
+              f"({b['tokens_per_step']} tok): weak-scaling efficiency {eff:.3f}; final loss "
+              f"{a['losses'][-1]:.4f} vs 1 GPU {b['losses'][-1]:.4f}")
+        print("  collectives in the step: " + ", ".join(hlo))
+    f, g = load(f"fp8_{n}gpu_{dp}"), load(f"bf16_{n}gpu_{dp}")
+    if f and g:
+        print(f"FP8 vs BF16 final loss on {n} GPUs ({dp}): {f['losses'][-1]:.4f} vs "
+              f"{g['losses'][-1]:.4f} ({(f['losses'][-1] / g['losses'][-1] - 1) * 100:+.2f}%), "
+              f"step {f['median_step_s']*1e3:.1f} vs {g['median_step_s']*1e3:.1f} ms")
+json.dump(summary, open(f"{w}/multi_train_summary.json", "w"), indent=1)
 PY
+cp "$W/multi_train_summary.json" "$OUT/" 2>/dev/null
 echo "== sharded GEMM benchmark at $((SECONDS - T0)) s"
-timeout "$(left 200)" python3 benchmarks/bench_sharded.py > "$OUT/bench_sharded.log" 2>&1
-echo "   rc=$?"; grep -v "^W\|^I" "$OUT/bench_sharded.log" | tail -25
-echo "== train fp8 data parallel (mesh ${N}x1) at $((SECONDS - T0)) s"
-train "fp8_${N}gpu_dp" "$(left 150)" python3 examples/sharded_moe.py $MODEL --dtype fp8 --mesh ${N}x1 \
-  --batch $((PER_GPU_BATCH * N)) --json "$OUT/sharded_moe_fp8_${N}gpu_dp.json" \
-  --dump-hlo "$OUT/hlo_fp8_${N}gpu_dp.txt"
+JAXGEMM_RESULTS_DIR="$OUT" timeout "$(left 240)" python3 benchmarks/bench_sharded.py > "$W/bench_sharded.log" 2>&1
+echo "   rc=$?"; grep -v "^W\|^I" "$W/bench_sharded.log" | tail -30
 echo "== done at $((SECONDS - T0)) s"
