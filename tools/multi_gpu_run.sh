@@ -1,7 +1,7 @@
 #!/bin/bash
 # The multi-GPU run (issue 7), one call on a machine with N >= 2 GPUs:
-#   build; the same per-GPU batch on one GPU, FP8 and BF16 (the two one-GPU
-#   runs side by side, one per GPU); sharded MoE training on mesh 1xN with the
+#   build; the same per-GPU batch on one GPU, FP8 and BF16; sharded MoE
+#   training on mesh 1xN with the
 #   experts split over the GPUs (all-to-all dispatch) and the dense layers
 #   data parallel, then tensor parallel, FP8 and BF16 -> weak-scaling
 #   efficiency, loss parity, the compiled step's HLO collectives; the sharded
@@ -36,24 +36,28 @@ train() {  # name timeout [env...] -- args
   timeout "$t" env "$@" > "$W/train_$name.log" 2>&1
   echo "   $name rc=$? at $((SECONDS - T0)) s: $(grep -v '^W\|^I' "$W/train_$name.log" | tail -2 | tr '\n' ' ')"
 }
-echo "== train on 1 GPU (fp8 on GPU 0, bf16 on GPU 1, side by side)"
-for i in 0 1; do
-  dt=$([ $i = 0 ] && echo fp8 || echo bf16)
-  train "${dt}_1gpu" "$(left 150)" CUDA_VISIBLE_DEVICES=$i python3 examples/sharded_moe.py $MODEL \
-    --dtype $dt --mesh 1x1 --batch $PER_GPU_BATCH --json "$W/sharded_moe_${dt}_1gpu.json" &
-done
-wait
+# One run at a time (runs side by side slowed each other's host-bound steps).
 # Headline layout: experts split over the GPUs (all-to-all dispatch), dense
-# layers data parallel (tokens split over every GPU).  Then the tensor-parallel
+# layers data parallel (tokens split over every GPU); then the tensor-parallel
 # dense layout (mesh 1xN, tokens replicated over the model axis).
-for dp in data tensor; do
-  for dt in fp8 bf16; do
+for dt in fp8 bf16; do
+  echo "== train $dt on 1 GPU"
+  train "${dt}_1gpu" "$(left 90)" CUDA_VISIBLE_DEVICES=0 python3 examples/sharded_moe.py $MODEL \
+    --dtype $dt --mesh 1x1 --batch $PER_GPU_BATCH --json "$W/sharded_moe_${dt}_1gpu.json"
+  for dp in data tensor; do
     echo "== train $dt on $N GPUs (mesh 1x$N, experts split, dense layers $dp parallel)"
-    train "${dt}_${N}gpu_$dp" "$(left 120)" python3 examples/sharded_moe.py $MODEL --dtype $dt \
+    train "${dt}_${N}gpu_$dp" "$(left 90)" python3 examples/sharded_moe.py $MODEL --dtype $dt \
       --mesh 1x$N --dense-parallel $dp --batch $((PER_GPU_BATCH * N)) \
       --json "$W/sharded_moe_${dt}_${N}gpu_$dp.json" --dump-hlo "$W/hlo_${dt}_${N}gpu_$dp.txt"
   done
 done
+echo "== fp8 on 1 GPU again (run-to-run spread)"
+train "fp8_1gpu_again" "$(left 60)" CUDA_VISIBLE_DEVICES=0 python3 examples/sharded_moe.py $MODEL \
+  --dtype fp8 --mesh 1x1 --batch $PER_GPU_BATCH --json "$W/sharded_moe_fp8_1gpu_again.json"
+if [ -n "$OLD_EXAMPLE" ]; then  # an earlier version of the example (a file), for comparison
+  train "fp8_1gpu_old" "$(left 60)" CUDA_VISIBLE_DEVICES=0 python3 "$OLD_EXAMPLE" $MODEL \
+    --dtype fp8 --mesh 1x1 --batch $PER_GPU_BATCH --json "$W/sharded_moe_fp8_1gpu_old.json"
+fi
 python3 - "$W" "$N" <<'PY' | tee "$OUT/multi_summary.txt"
 import json, sys
 sys.path.insert(0, "benchmarks")
@@ -88,6 +92,11 @@ for dp in ("data", "tensor"):
         print(f"FP8 vs BF16 final loss on {n} GPUs ({dp}): {f['losses'][-1]:.4f} vs "
               f"{g['losses'][-1]:.4f} ({(f['losses'][-1] / g['losses'][-1] - 1) * 100:+.2f}%), "
               f"step {f['median_step_s']*1e3:.1f} vs {g['median_step_s']*1e3:.1f} ms")
+for extra in ("fp8_1gpu_again", "fp8_1gpu_old"):
+    r = load(extra)
+    if r:
+        summary[extra] = dict(step_ms=r["median_step_s"] * 1e3, final_loss=r["losses"][-1])
+        print(f"{extra}: {r['median_step_s']*1e3:.2f} ms/step, final loss {r['losses'][-1]:.4f}")
 json.dump(summary, open(f"{w}/multi_train_summary.json", "w"), indent=1)
 PY
 cp "$W/multi_train_summary.json" "$OUT/" 2>/dev/null
