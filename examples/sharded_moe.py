@@ -239,6 +239,14 @@ def moe_block(p, x, cfg: Config, mesh):
     k = cfg.top_k
     axes = tuple(mesh.axis_names)
 
+    def exchange(rows):
+        """all_to_all over ``model`` with the rows as bf16 on the wire (half the
+        bytes; both paths feed bf16 or FP8 GEMMs).  Only the exchange is bf16:
+        the gathers and scatters around it stay float32, because their
+        transposes are scatter-adds, which XLA runs far slower on bf16."""
+        out = jax.lax.all_to_all(rows.astype(jnp.bfloat16), "model", 0, 0)
+        return out.astype(rows.dtype)
+
     def local(x, router, e_gate, e_up, e_down):
         t_loc, d = x.shape
         g_loc = e_gate.shape[0]                      # experts on this device
@@ -262,13 +270,11 @@ def moe_block(p, x, cfg: Config, mesh):
         pos = jnp.take_along_axis(jnp.cumsum(onehot, axis=0) - 1, dest[:, None], axis=1)[:, 0]
         keep = pos < cap
         slot = jnp.where(keep, dest * cap + pos, n_model * cap)   # out of range = dropped
-        # The exchanged rows travel as bf16 (half the bytes of float32; both
-        # paths feed bf16 or FP8 GEMMs anyway).
-        rows_in = jnp.repeat(xs.astype(jnp.bfloat16), k, axis=0)    # row of each assignment
-        send = jnp.zeros((n_model * cap, d), jnp.bfloat16).at[slot].set(rows_in, mode="drop")
+        rows_in = jnp.repeat(xs, k, axis=0)                         # row of each assignment
+        send = jnp.zeros((n_model * cap, d), x.dtype).at[slot].set(rows_in, mode="drop")
         send_id = jnp.full((n_model * cap,), g_loc, jnp.int32).at[slot].set(lid, mode="drop")
         # 3. dispatch: slot block i goes to device i of the "model" axis
-        recv = jax.lax.all_to_all(send.reshape(n_model, cap, d), "model", 0, 0)
+        recv = exchange(send.reshape(n_model, cap, d))
         recv_id = jax.lax.all_to_all(send_id.reshape(n_model, cap), "model", 0, 0)
         # 4. group the received rows by local expert (empty slots, id g_loc, last)
         ids = recv_id.reshape(-1)
@@ -280,9 +286,8 @@ def moe_block(p, x, cfg: Config, mesh):
         yr = ragged(h, e_down, group_sizes, cfg.dtype)       # rows past the groups: 0
         yr = jnp.take(yr, jnp.argsort(order), axis=0)
         # 5. return the rows to their source device and combine the top-k choices
-        back = jax.lax.all_to_all(yr.astype(jnp.bfloat16).reshape(n_model, cap, d), "model",
-                                  0, 0).reshape(-1, d)
-        yk = jnp.take(back, jnp.minimum(slot, n_model * cap - 1), axis=0).astype(x.dtype)
+        back = exchange(yr.reshape(n_model, cap, d)).reshape(-1, d)
+        yk = jnp.take(back, jnp.minimum(slot, n_model * cap - 1), axis=0)
         w = (weights.reshape(-1) * keep).astype(yk.dtype)
         ys = jnp.sum((yk * w[:, None]).reshape(ts, k, d), axis=1)
         if split_tokens:                                             # back to [t_loc, D]

@@ -100,7 +100,9 @@ for extra in ("fp8_1gpu_again", "fp8_1gpu_old"):
 json.dump(summary, open(f"{w}/multi_train_summary.json", "w"), indent=1)
 PY
 cp "$W/multi_train_summary.json" "$OUT/" 2>/dev/null
-echo "== sharded GEMM benchmark at $((SECONDS - T0)) s"
-JAXGEMM_RESULTS_DIR="$OUT" timeout "$(left 240)" python3 benchmarks/bench_sharded.py > "$W/bench_sharded.log" 2>&1
-echo "   rc=$?"; grep -v "^W\|^I" "$W/bench_sharded.log" | tail -30
+if [ -z "$SKIP_BENCH" ]; then
+  echo "== sharded GEMM benchmark at $((SECONDS - T0)) s"
+  JAXGEMM_RESULTS_DIR="$OUT" timeout "$(left 240)" python3 benchmarks/bench_sharded.py > "$W/bench_sharded.log" 2>&1
+  echo "   rc=$?"; grep -v "^W\|^I" "$W/bench_sharded.log" | tail -30
+fi
 echo "== done at $((SECONDS - T0)) s"
