@@ -142,7 +142,8 @@ def torch_peers(m, n, k, accumulate):
     return {k_: v * 1e3 for k_, v in out.items()}  # ms -> us
 
 
-def run_set(set_name, rows, *, accumulate, use_torch, goals, quick, num_sms_caps=()):
+def run_set(set_name, rows, *, accumulate, use_torch, goals, quick, num_sms_caps=(),
+            only_jaxgemm=False):
     records = []
     table = []
     for (m, n, k) in rows:
@@ -154,6 +155,8 @@ def run_set(set_name, rows, *, accumulate, use_torch, goals, quick, num_sms_caps
         outs = {}
         for name, (fn, prep) in impls(accumulate, num_sms_caps).items():
             if quick and not name.startswith("jaxgemm") and name not in ("xla_fp8", "xla_fp8_upcast"):
+                continue
+            if only_jaxgemm and name != "jaxgemm":
                 continue
             args = [prep(s) for s in sets]
             jfn = jax.jit(fn)
@@ -213,6 +216,8 @@ def main():
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--bf16", action="store_true", help="also BF16 dense vs XLA bf16 (cuBLAS)")
     p.add_argument("--sets", default="dense_fp8_nt,dense_fp32_accumulate")
+    p.add_argument("--only-jaxgemm", action="store_true",
+                   help="time jaxgemm alone (kernel A/B runs; implies --no-torch)")
     p.add_argument("--num-sms", default="",
                    help="comma-separated SM caps to time jaxgemm at as well (e.g. 120,108: the "
                         "cost of leaving SMs to overlapping collectives)")
@@ -224,8 +229,8 @@ def main():
     for set_name in args.sets.split(","):
         caps = tuple(int(v) for v in args.num_sms.split(",") if v)
         recs, table = run_set(set_name, shapes[set_name], accumulate=set_name == "dense_fp32_accumulate",
-                              use_torch=not args.no_torch, goals=goals, quick=args.quick,
-                              num_sms_caps=caps)
+                              use_torch=not (args.no_torch or args.only_jaxgemm), goals=goals,
+                              quick=args.quick, num_sms_caps=caps, only_jaxgemm=args.only_jaxgemm)
         all_records += recs
         tables[set_name] = table
     if args.bf16:

@@ -170,20 +170,17 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
           const u64 da =
               smem_desc_sw128(sm.a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
           wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
-          // The last wave is done with the stage's tiles (per-row B scales
-          // are still read below, so that variant releases after promoting).
-          if (!kSbPerRow && w == kWaves - 1) ring.release(stage, lane);
-
           if constexpr (!kSbPerRow)
             promote_block_scaled<BLOCK_N>(fin[w], acc, a_scale[w][0], a_scale[w][1], b0, b1,
                                           boundary);
           else
             promote_row_scaled<BLOCK_N>(fin[w], acc, a_scale[w][0], a_scale[w][1], sbs, q);
         }
-        if constexpr (kSbPerRow) {
-          __syncwarp();
-          ring.release(stage, lane);
-        }
+        // Released only after the last promotion: the scale loads (LDS) above
+        // are first consumed there, and releasing earlier let the refill of
+        // this stage race a lane's still-pending scale read (racecheck saw it
+        // where the ring wraps inside one tile).
+        ring.release(stage, lane);
         if (++stage == kStages) stage = 0, phase ^= 1;
       }
 #pragma unroll

@@ -170,10 +170,12 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
           const u64 da =
               smem_desc_sw128(sm.a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
           wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
-          if (w == kWaves - 1) ring.release(stage, lane);
           promote_block_scaled<BLOCK_N>(fin[w], acc, a_scale[w][0], a_scale[w][1], b0, b1,
                                         boundary);
         }
+        // After the last promotion, which first consumes the scale loads (see
+        // fp8_gemm_nt.cuh).
+        ring.release(stage, lane);
         if (++stage == kStages) stage = 0, phase ^= 1;
       }
 #pragma unroll

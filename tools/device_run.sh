@@ -10,6 +10,15 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,driver_version --format=csv,
   > "$OUT/build.log" 2>&1) || { tail -30 "$OUT/build.log"; exit 1; }
 echo "== build ok"
 export JAXGEMM_RESULTS_DIR="$OUT"
+# At most 8 files come back from $OUT: on exit, everything but the results
+# JSON goes into one tarball when there are more.
+pack() {
+  cd "$OUT" || return
+  if [ "$(find . -type f | wc -l)" -gt 7 ]; then
+    find . -type f ! -name '*.json' ! -name logs.tgz -print0 | tar czf logs.tgz --null -T - --remove-files
+  fi
+}
+trap pack EXIT
 for step in "$@"; do
   echo "== $step"
   case "$step" in
@@ -19,7 +28,22 @@ for step in "$@"; do
     tests-k) timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_grouped.py -k "k_grouped" 2>&1 | tee "$OUT/gpu_tests_k.log" | tail -15 ;;
     tests) timeout 400 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     sweep) timeout 420 python3 benchmarks/sweep_dense.py --top ${SWEEP_TOP:-8} ${SWEEP_ARGS} 2>&1 | tee "$OUT/sweep.log" | grep -v "^WARNING" | tail -40 ;;
-    bench) timeout 480 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench.log" | grep -v "^WARNING\|^  " | tail -60 ;;
+    bench) timeout 480 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench${BENCH_TAG:+_$BENCH_TAG}.log" | grep -v "^WARNING\|^  " | tail -60 ;;
+    bench-only) AB_N=$((AB_N + 1)); timeout 300 python3 benchmarks/bench_dense.py --only-jaxgemm ${AB_ARGS:---sets dense_fp8_nt} 2>&1 | tee "$OUT/bench_only_$AB_N.log" | grep -v "^WARNING\|^  " | tail -28 ;;
+    # Kernel A/B: swap-old puts the sources saved in .devcarry/*_old.cuh over
+    # src_cuda/ (kernels are JIT-compiled from there; the cache key hashes
+    # them), swap-new puts the current ones back.
+    swap-old) mkdir -p /tmp/src_new && cp src_cuda/*.cuh /tmp/src_new/ &&
+              for f in .devcarry/*_old.cuh; do b=$(basename "$f" _old.cuh); cp "$f" "src_cuda/$b.cuh"; echo "  old $b.cuh"; done ;;
+    swap-new) cp /tmp/src_new/*.cuh src_cuda/ ;;
+    racecheck)
+      for target in "dense:gemm_nt_kernel" "grouped:grouped"; do
+        script=${target%%:*}; filter=${target#*:}
+        timeout 280 /usr/local/cuda/bin/compute-sanitizer --tool racecheck --kernel-name kns=$filter \
+          python3 tools/sanitize_$script.py > "$OUT/sanitize_${script}_racecheck.log" 2>&1
+        echo "$script racecheck rc=$?"
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sweep done" "$OUT/sanitize_${script}_racecheck.log" | tail -3
+      done ;;
     bench-grouped) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout 480 python3 benchmarks/bench_grouped.py ${GROUPED_ARGS} 2>&1 | tee "$OUT/bench_grouped.log" | grep -v "^WARNING\|^  " | tail -50 ;;
     train) timeout 480 bash -c 'python3 examples/train_moe.py --dtype fp8 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_fp8.json && python3 examples/train_moe.py --dtype bf16 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_bf16.json && python3 examples/train_moe.py --steps 0 --plot $OUT/train_loss.png --compare $OUT/train_fp8.json $OUT/train_bf16.json' 2>&1 | tee "$OUT/train.log" | tail -15 ;;
     sanitize)

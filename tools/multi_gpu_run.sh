@@ -7,8 +7,8 @@
 #   efficiency, loss parity, the compiled step's HLO collectives; the sharded
 #   GEMM benchmark (per-GPU TFLOPS against one GPU).
 # Every step has its own timeout so the whole fits one 600 s device call
-# (DEADLINE_S, default 570).  $OUT gets multi_summary.txt,
-# multi_train_summary.json, the benchmark's JSON and a tarball of every log.
+# (DEADLINE_S, default 570).  $OUT gets multi_summary.txt, the results JSON
+# (benchmarks/multi_gpu_summary.py, bench_sharded.py) and a tarball of every log.
 # NVLink multicast stays off (KINDS.md).
 set -o pipefail
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -58,48 +58,7 @@ if [ -n "$OLD_EXAMPLE" ]; then  # an earlier version of the example (a file), fo
   train "fp8_1gpu_old" "$(left 60)" CUDA_VISIBLE_DEVICES=0 python3 "$OLD_EXAMPLE" $MODEL \
     --dtype fp8 --mesh 1x1 --batch $PER_GPU_BATCH --json "$W/sharded_moe_fp8_1gpu_old.json"
 fi
-python3 - "$W" "$N" <<'PY' | tee "$OUT/multi_summary.txt"
-import json, sys
-sys.path.insert(0, "benchmarks")
-from bench_sharded import collectives_in
-w, n = sys.argv[1], int(sys.argv[2])
-def load(name):
-    try:
-        return json.load(open(f"{w}/sharded_moe_{name}.json"))
-    except OSError as e:
-        print("missing:", e)
-summary = {"num_gpus": n, "runs": {}}
-for dp in ("data", "tensor"):
-    for dt in ("fp8", "bf16"):
-        a, b = load(f"{dt}_{n}gpu_{dp}"), load(f"{dt}_1gpu")
-        if not (a and b):
-            continue
-        eff = b["median_step_s"] / a["median_step_s"]
-        hlo = collectives_in(open(f"{w}/hlo_{dt}_{n}gpu_{dp}.txt").read())
-        summary["runs"][f"{dt}_{dp}"] = dict(
-            dense_parallel=dp, dtype=dt, step_ms=a["median_step_s"] * 1e3,
-            step_ms_1gpu=b["median_step_s"] * 1e3, tokens_per_step=a["tokens_per_step"],
-            tokens_per_step_1gpu=b["tokens_per_step"], weak_scaling_efficiency=eff,
-            final_loss=a["losses"][-1], final_loss_1gpu=b["losses"][-1],
-            losses=a["losses"], losses_1gpu=b["losses"], collectives=hlo)
-        print(f"{dt} dense {dp}-parallel: {n} GPUs {a['median_step_s']*1e3:.1f} ms/step "
-              f"({a['tokens_per_step']} tok), 1 GPU {b['median_step_s']*1e3:.1f} ms/step "
-              f"({b['tokens_per_step']} tok): weak-scaling efficiency {eff:.3f}; final loss "
-              f"{a['losses'][-1]:.4f} vs 1 GPU {b['losses'][-1]:.4f}")
-        print("  collectives in the step: " + ", ".join(hlo))
-    f, g = load(f"fp8_{n}gpu_{dp}"), load(f"bf16_{n}gpu_{dp}")
-    if f and g:
-        print(f"FP8 vs BF16 final loss on {n} GPUs ({dp}): {f['losses'][-1]:.4f} vs "
-              f"{g['losses'][-1]:.4f} ({(f['losses'][-1] / g['losses'][-1] - 1) * 100:+.2f}%), "
-              f"step {f['median_step_s']*1e3:.1f} vs {g['median_step_s']*1e3:.1f} ms")
-for extra in ("fp8_1gpu_again", "fp8_1gpu_old"):
-    r = load(extra)
-    if r:
-        summary[extra] = dict(step_ms=r["median_step_s"] * 1e3, final_loss=r["losses"][-1])
-        print(f"{extra}: {r['median_step_s']*1e3:.2f} ms/step, final loss {r['losses'][-1]:.4f}")
-json.dump(summary, open(f"{w}/multi_train_summary.json", "w"), indent=1)
-PY
-cp "$W/multi_train_summary.json" "$OUT/" 2>/dev/null
+JAXGEMM_RESULTS_DIR="$OUT" python3 benchmarks/multi_gpu_summary.py "$W" "$N" | tee "$OUT/multi_summary.txt"
 if [ -z "$SKIP_BENCH" ]; then
   echo "== sharded GEMM benchmark at $((SECONDS - T0)) s"
   JAXGEMM_RESULTS_DIR="$OUT" timeout "$(left 240)" python3 benchmarks/bench_sharded.py > "$W/bench_sharded.log" 2>&1
