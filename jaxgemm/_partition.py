@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import os
 import sys
@@ -226,11 +227,18 @@ def sharding_rule(lay: _Layout) -> "SdyShardingRule":
 # ------------------------------------------------------------------ partition
 
 
-def _spec_dims(sharding, ndim):
-    """Mesh axes per dimension of a NamedSharding (``None`` if not a NamedSharding)."""
+def _spec_dims(sharding, ndim, mesh=None, shape=None):
+    """Mesh axes per dimension of an operand's sharding (``None``: unreadable).
+
+    ``partition`` gets raw shardings (``decode_shardings=False``): a NamedSharding
+    is read directly, anything else is matched against the NamedShardings of
+    ``mesh`` (:func:`_match_mesh_axes`).
+    """
     spec = getattr(sharding, "spec", None)
     if spec is None:
-        return None
+        if mesh is None or shape is None:
+            return None
+        return _match_mesh_axes(sharding, tuple(shape), mesh)
     out = []
     for i in range(ndim):
         e = spec[i] if i < len(spec) else None
@@ -241,6 +249,50 @@ def _spec_dims(sharding, ndim):
         else:
             out.append(tuple(e))
     return out
+
+
+def _match_mesh_axes(sharding, shape, mesh):
+    """Mesh axes per dimension of a raw (HLO-level) sharding, or ``None``.
+
+    Shardy can split a dimension over a *sub-axis* (part of a mesh axis, e.g.
+    ``"model":(1)4`` of an 8-way axis): the quantizer's reshape of a weight
+    sharded 64 columns per device puts one on its ``[N/128, K/128]`` scale.
+    No PartitionSpec expresses that, so jax's own decoding (the default
+    ``decode_shardings=True``) raised IndivisibleError before our callback
+    ran.  Here such a sharding just yields ``None`` ("unreadable"); ``decide``
+    then ignores it, which is safe: ``partition`` states the shardings it
+    needs and XLA reshards the operand to them.  Only public APIs
+    (``shard_shape``, ``is_equivalent_to``): the candidate specs are the mesh
+    axis tuples whose product gives each dimension's shard size.
+    """
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    try:
+        local = tuple(sharding.shard_shape(shape))
+    except Exception:  # noqa: BLE001 - an exotic sharding: treat as unreadable
+        return None
+    names = [a for a in mesh.axis_names if mesh.shape[a] > 1]
+    cands = []
+    for n, s in zip(shape, local):
+        opts = [()] if n == s else []
+        for r in range(1, len(names) + 1):
+            for axes in itertools.permutations(names, r):
+                t = _axes_size(mesh, axes)
+                if n != s and -(-n // t) == s:
+                    opts.append(axes)
+        cands.append(opts)
+    for combo in itertools.product(*cands):
+        flat = [a for axes in combo for a in axes]
+        if len(set(flat)) != len(flat):
+            continue
+        spec = PartitionSpec(*[(ax[0] if len(ax) == 1 else ax) if ax else None
+                               for ax in combo])
+        try:
+            if NamedSharding(mesh, spec).is_equivalent_to(sharding, len(shape)):
+                return list(combo)
+        except Exception:  # noqa: BLE001
+            return None
+    return None
 
 
 def _axes_size(mesh, axes):
@@ -488,11 +540,44 @@ _FNS = {
 }
 
 
+def _warn_unread(name, lay, fax, arg_shapes, arg_specs, result_shape, result_spec):
+    """Warn about unreadable (sub-axis) shardings whose split ``decide`` didn't keep.
+
+    Such a split is dropped (XLA reshards the operand); say so only where the
+    factor ends up replicated, i.e. where the communication differs from what
+    was asked (usually with the misaligned-block warning of ``decide``).
+    """
+    items = [(f"operand {i}", s, lay.operands[i]) for i, s in enumerate(arg_shapes)
+             if arg_specs[i] is None]
+    if result_spec is None:
+        items.append(("the result", result_shape, lay.result))
+    lost = []
+    for what, s, dims in items:
+        try:
+            local = tuple(s.sharding.shard_shape(tuple(s.shape)))
+        except Exception:  # noqa: BLE001
+            local = tuple(s.shape)
+        split = [f for (f, _), n, ln in zip(dims, s.shape, local) if ln < n and not fax.get(f)]
+        if split:
+            lost.append(f"{what} {tuple(s.shape)} split along {sorted(set(split))} by "
+                        f"{s.sharding}")
+    if lost:
+        warnings.warn(
+            f"{name}: ignoring shardings that no PartitionSpec of the mesh expresses "
+            f"(Shardy sub-axes: parts of a mesh axis, e.g. from a reshape of an array "
+            f"whose shards are smaller than a {BLOCK}-wide FP8 scale block): "
+            f"{'; '.join(lost)}. Those axes are replicated instead (XLA gathers the "
+            f"operands); to keep a blocked axis sharded, make each shard a multiple "
+            f"of {BLOCK}.", ShardingFallbackWarning, stacklevel=3)
+
+
 def plan(name, local, lay, params, mesh, arg_shapes, result_shape):
     """What ``partition`` returns: ``(mesh, fn, result_sharding, arg_shardings)``."""
-    arg_specs = [_spec_dims(s.sharding, len(s.shape)) for s in arg_shapes]
-    result_spec = _spec_dims(result_shape.sharding, len(result_shape.shape))
+    arg_specs = [_spec_dims(s.sharding, len(s.shape), mesh, s.shape) for s in arg_shapes]
+    result_spec = _spec_dims(result_shape.sharding, len(result_shape.shape), mesh,
+                             result_shape.shape)
     fax = decide(lay, mesh, arg_specs, result_spec, name)
+    _warn_unread(name, lay, fax, arg_shapes, arg_specs, result_shape, result_spec)
     if os.environ.get("JAXGEMM_DEBUG_PARTITION"):
         print(f"[jaxgemm] partition {name}: args {arg_specs} result {result_spec} "
               f"-> {fax}", file=sys.stderr)
@@ -517,7 +602,9 @@ def _partitioned(name, local, shapes, params_items):
         return plan(name, local, lay, params, mesh, arg_shapes, result_shape)
 
     cp = custom_partitioning(fwd)
-    cp.def_partition(partition, sharding_rule=sharding_rule(lay))
+    # decode_shardings=False: jax's decoding to NamedSharding fails on Shardy
+    # sub-axes (IndivisibleError before ``partition`` runs); plan() reads them.
+    cp.def_partition(partition, sharding_rule=sharding_rule(lay), decode_shardings=False)
     return cp
 
 

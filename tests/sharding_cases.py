@@ -593,6 +593,59 @@ def flax_fp8_moe_experts_over_8_devices():
     assert_no_gather_of(hlo, experts)
 
 
+# ------------------------------------------------------------------ sub-axis shardings
+# A weight split 64 columns per device (8 devices): the shard boundary is inside
+# a 128-block, and the in-jit quantizer's reshape makes Shardy shard the scales
+# over a *sub-axis* ("e":(1)4), which no PartitionSpec can express.  jax used to
+# fail decoding it (IndivisibleError) before jaxgemm's partition callback ran.
+
+
+def _fallback_msgs(rec):
+    from jaxgemm.sharding import ShardingFallbackWarning
+
+    return [str(w.message) for w in rec if issubclass(w.category, ShardingFallbackWarning)]
+
+
+@case
+def subaxis_scales_of_64_wide_shards_fall_back():
+    import jax.numpy as jnp
+
+    import jaxgemm as jg
+
+    mesh8 = env()["mesh8"]
+    a, b = rand(32, 512), rand(512, 512)  # A split on K, B on N: 64 per device each
+
+    def f(a, b):
+        return jg.fp8_gemm_nt(jg.per_token_cast_to_fp8(a), jg.per_block_cast_to_fp8(b),
+                              out_dtype=jnp.float32)
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        jit_check(f, (a, b), (put(a, None, "e", mesh=mesh8), put(b, "e", None, mesh=mesh8)))
+    msgs = _fallback_msgs(rec)
+    assert any("'k'" in m and "128" in m for m in msgs), msgs
+    assert any("'n'" in m and "128" in m for m in msgs), msgs
+
+
+@case
+def fp8_linear_grads_64_columns_per_device():
+    import jax.numpy as jnp
+
+    import jaxgemm as jg
+
+    mesh8 = env()["mesh8"]
+    x, w, ct = rand(32, 128), rand(128, 512) * 0.05, rand(32, 512)
+    f = _grads(lambda x, w, ct: jnp.sum(jg.fp8_linear(x, w) * ct), (0, 1))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out, _ = jit_check(f, (x, w, ct), (x, put(w, None, "e", mesh=mesh8),
+                                           put(ct, None, "e", mesh=mesh8)))
+    msgs = _fallback_msgs(rec)
+    assert any("'n'" in m for m in msgs), msgs          # forward: N = 512 over 8
+    assert any("'k'" in m for m in msgs), msgs          # dgrad: contraction N over 8
+    assert any("sub-axes" in m for m in msgs), msgs     # the scales' sub-axis, named
+
+
 # ------------------------------------------------------------------ num_sms / CUDA lowering
 
 

@@ -99,6 +99,19 @@ def test_sharded_moe_example_data_and_model_axes(tmp_path):
     assert all(np.isfinite(run["losses"])) and run["losses"][-1] < run["losses"][0]
 
 
+def test_sharded_moe_example_dense_weights_64_columns_per_device(tmp_path):
+    """Dense weights [128, 512] column parallel over 8 devices: 64 columns per
+    device, inside a 128-block.  Shardy puts a sub-axis sharding on the FP8
+    scales; this used to fail to compile (IndivisibleError in jax's decoding).
+    Now the op replicates N (with a warning) and matches one device exactly."""
+    run, _ = _run_example(tmp_path, "--mesh", "1x8", "--batch", "32", "--steps", "2")
+    ref, _ = _run_example(tmp_path, "--cpu-devices", "1", "--mesh", "1x1", "--batch", "32",
+                          "--steps", "2")
+    assert run["mesh"] == {"data": 1, "model": 8}
+    assert "'model'" in run["param_shardings"]["w_gate"], run["param_shardings"]
+    np.testing.assert_allclose(run["losses"], ref["losses"], rtol=1e-4)
+
+
 # ------------------------------------------------------------------ in-process
 
 
