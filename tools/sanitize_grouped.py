@@ -24,22 +24,27 @@ def rel(out, ref):
 
 
 m, n, k = 300, 136, 384
-a = jnp.asarray(rng.standard_normal((m, k), np.float32))
 CONTIG = [[100, 0, 37, 1], [-5, 200, 400, 30], [0, 0, 0, 0]]
 CONFIGS = [None, (64, 32, 4, 1), (128, 96, 4, 2), (256, 64, 3, 2)]
-for sizes in CONTIG:
-    g = len(sizes)
-    b = jnp.asarray(rng.standard_normal((g, n, k), np.float32))
-    qa, qb = jaxgemm.per_token_cast_to_fp8(a), jaxgemm.per_block_cast_to_fp8_grouped(b)
-    gs = jnp.asarray(sizes, jnp.int32)
-    ref = O.m_grouped_contiguous(qa, qb, np.asarray(sizes))
-    ref16 = O.m_grouped_contiguous(a.astype(BF16), b.astype(BF16), np.asarray(sizes))
-    for cfg in CONFIGS:
-        jax.clear_caches()  # a forced config applies at lowering: drop cached lowerings
-        with _kernels.force_config(_config.GemmConfig(*cfg) if cfg else None):
-            o8 = jax.jit(jaxgemm.m_grouped_fp8_gemm_nt_contiguous)(qa, qb, gs)
-            o16 = jax.jit(jaxgemm.m_grouped_bf16_gemm_nt_contiguous)(a.astype(BF16), b.astype(BF16), gs)
-        print(f"contiguous {sizes} {cfg}: fp8 {rel(o8, ref):.1e} bf16 {rel(o16, ref16):.1e}", flush=True)
+# K = 640 (5 blocks) makes the stage ring wrap inside one tile, where racecheck
+# flags the dense kernel's scale refill; K = 384 never wraps within a tile.
+for kc in (k, 640):
+    a = jnp.asarray(rng.standard_normal((m, kc), np.float32))
+    for sizes in CONTIG if kc == k else CONTIG[:2]:
+        g = len(sizes)
+        b = jnp.asarray(rng.standard_normal((g, n, kc), np.float32))
+        qa, qb = jaxgemm.per_token_cast_to_fp8(a), jaxgemm.per_block_cast_to_fp8_grouped(b)
+        gs = jnp.asarray(sizes, jnp.int32)
+        ref = O.m_grouped_contiguous(qa, qb, np.asarray(sizes))
+        ref16 = O.m_grouped_contiguous(a.astype(BF16), b.astype(BF16), np.asarray(sizes))
+        for cfg in CONFIGS:
+            jax.clear_caches()  # a forced config applies at lowering: drop cached lowerings
+            with _kernels.force_config(_config.GemmConfig(*cfg) if cfg else None):
+                o8 = jax.jit(jaxgemm.m_grouped_fp8_gemm_nt_contiguous)(qa, qb, gs)
+                o16 = jax.jit(jaxgemm.m_grouped_bf16_gemm_nt_contiguous)(
+                    a.astype(BF16), b.astype(BF16), gs)
+            print(f"contiguous K={kc} {sizes} {cfg}: fp8 {rel(o8, ref):.1e} "
+                  f"bf16 {rel(o16, ref16):.1e}", flush=True)
 
 g, m_max = 4, 130
 am = jnp.asarray(rng.standard_normal((g, m_max, k), np.float32))
