@@ -8,7 +8,7 @@ losses and the collectives of each compiled step, and writes a results file in
 the format of ``../shared/README.md`` (``op: train_step``, top-level
 ``num_gpus``).
 
-    python benchmarks/multi_gpu_summary.py RUN_DIR NUM_GPUS [--gpu NAME] [--commit SHA]
+    python benchmarks/multi_gpu_summary.py RUN_DIR NUM_GPUS [--gpu NAME] [--commit SHA] [--jax V]
 """
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ def main(argv=None):
     ap.add_argument("num_gpus", type=int)
     ap.add_argument("--gpu", default=None, help="GPU name (default: what JAX sees here)")
     ap.add_argument("--commit", default=None, help="commit of the run (default: JAXGEMM_COMMIT)")
+    ap.add_argument("--jax", default=None, help="jax version of the run (default: this one)")
     args = ap.parse_args(argv)
     records = summarize(args.run_dir, args.num_gpus)
     if args.commit:
@@ -93,10 +94,13 @@ def main(argv=None):
     import common
 
     path = common.write_results("multi_gpu_train", records, extra={"num_gpus": args.num_gpus})
-    if args.gpu:
+    if args.gpu or args.jax:  # summarized off the device: say what the run had
         doc = json.loads(path.read_text())
-        doc["gpu"] = args.gpu
-        doc["device_facts"] = {"gpu": args.gpu, "note": "summarized off the device"}
+        if args.gpu:
+            doc["gpu"] = args.gpu
+            doc["device_facts"] = {"gpu": args.gpu, "note": "summarized off the device"}
+        if args.jax:
+            doc["jax"] = args.jax
         path.write_text(json.dumps(doc, indent=1))
     print(f"wrote {path}")
 

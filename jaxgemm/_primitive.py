@@ -58,11 +58,42 @@ _F32 = np.dtype(np.float32)
 # -------------------------------------------------------------- shape rules
 
 
+def _result(shape, dtype, dims):
+    """The result aval.  ``dims[i]`` is the ``(operand aval, axis)`` whose
+    sharding result axis ``i`` takes under *explicit* mesh axes (where
+    shardings are part of the types), or None (unsharded; contraction axes are
+    reduced by the partitioning rules, ``_partition``).  A mesh axis already
+    used by an earlier result axis is dropped; without explicit axes the
+    result is a plain ShapedArray."""
+    mesh = None
+    for src in dims:
+        sh = getattr(src[0], "sharding", None) if src else None
+        m = getattr(sh, "mesh", None)
+        if m is not None and any(t == jax.sharding.AxisType.Explicit
+                                 for t in (getattr(m, "axis_types", ()) or ())):
+            mesh = m
+            break
+    if mesh is None:
+        return ShapedArray(shape, dtype)
+    spec, used = [], set()
+    for src in dims:
+        entry = None
+        if src:
+            s = tuple(src[0].sharding.spec) + (None,) * src[0].ndim
+            entry = s[src[1]]
+        names = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+        names = tuple(n for n in names if n not in used)
+        used.update(names)
+        spec.append(None if not names else names[0] if len(names) == 1 else names)
+    return ShapedArray(shape, dtype,
+                       sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec)))
+
+
 def _abstract_dense(a, b, out_dtype):
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"dense GEMM primitive: a and b must be rank 2; got "
                          f"{a.shape} and {b.shape}")
-    return ShapedArray((a.shape[0], b.shape[0]), np.dtype(out_dtype))
+    return _result((a.shape[0], b.shape[0]), np.dtype(out_dtype), [(a, 0), (b, 0)])
 
 
 def _fp8_gemm_nt_abstract(a, sa, b, sb, *c, out_dtype, num_sms):
@@ -74,7 +105,7 @@ def _bf16_gemm_nt_abstract(a, b, *c, out_dtype, num_sms):
 
 
 def _contig_abstract(a, b, out_dtype):
-    return ShapedArray((a.shape[0], b.shape[1]), np.dtype(out_dtype))
+    return _result((a.shape[0], b.shape[1]), np.dtype(out_dtype), [(a, 0), (b, 1)])
 
 
 def _m_fp8_contig_abstract(a, sa, b, sb, gs, *, out_dtype, num_sms):
@@ -86,7 +117,8 @@ def _m_bf16_contig_abstract(a, b, gs, *, out_dtype, num_sms):
 
 
 def _masked_abstract(a, b, out_dtype):
-    return ShapedArray((a.shape[0], a.shape[1], b.shape[1]), np.dtype(out_dtype))
+    return _result((a.shape[0], a.shape[1], b.shape[1]), np.dtype(out_dtype),
+                   [(a, 0), (a, 1), (b, 1)])
 
 
 def _m_fp8_masked_abstract(a, sa, b, sb, mm, *, expected_m, out_dtype, num_sms,
@@ -100,7 +132,7 @@ def _m_bf16_masked_abstract(a, b, mm, *, expected_m, out_dtype, num_sms,
 
 
 def _k_abstract(a, b, gs):
-    return ShapedArray((gs.shape[0], a.shape[1], b.shape[1]), _F32)
+    return _result((gs.shape[0], a.shape[1], b.shape[1]), _F32, [(gs, 0), (a, 1), (b, 1)])
 
 
 def _k_fp8_abstract(a, sa, b, sb, gs, *c, num_sms):

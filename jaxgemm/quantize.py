@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from jaxgemm import _groups, layout
+from jaxgemm import _explicit, _groups, layout
 
 __all__ = [
     "FP8_DTYPE",
@@ -94,10 +94,13 @@ def per_token_cast_to_fp8(x, *, use_ue8m0: bool = False):
     blk = layout.SCALE_BLOCK
     k = x.shape[-1]
     nb = layout.num_scale_blocks(k)
+    # (Block reshapes through _explicit: arrays with explicit mesh axes need
+    # the result's sharding spelled out.)
+    x = _explicit.gather_unaligned(x, [-1], [nb * blk], "per_token_cast_to_fp8")
     xp = _pad_axis(x.astype(jnp.float32), -1, nb * blk)
-    xb = xp.reshape(*x.shape[:-1], nb, blk)
+    xb = _explicit.split_blocks(xp, [-1])                       # [..., nb, 128]
     scale = _scale_from_amax(jnp.max(jnp.abs(xb), axis=-1), use_ue8m0)
-    data = _to_fp8(xb / scale[..., None]).reshape(*x.shape[:-1], nb * blk)
+    data = _explicit.merge_blocks(_to_fp8(xb / scale[..., None]), [xb.ndim - 2])
     return data[..., :k], scale
 
 
@@ -119,12 +122,14 @@ def per_block_cast_to_fp8(w, *, use_ue8m0: bool = False):
     blk = layout.SCALE_BLOCK
     *lead, n, k = w.shape
     nbn, nbk = layout.per_block_scale_shape(n, k)
+    w = _explicit.gather_unaligned(w, [-2, -1], [nbn * blk, nbk * blk],
+                                   "per_block_cast_to_fp8")
     wp = _pad_axis(_pad_axis(w.astype(jnp.float32), -1, nbk * blk), -2, nbn * blk)
-    wb = wp.reshape(*lead, nbn, blk, nbk, blk)
+    wb = _explicit.split_blocks(wp, [-2, -1])                   # [..., nbn, 128, nbk, 128]
     amax = jnp.max(jnp.abs(wb), axis=(-3, -1))
     scale = _scale_from_amax(amax, use_ue8m0)
     data = _to_fp8(wb / scale[..., :, None, :, None])
-    data = data.reshape(*lead, nbn * blk, nbk * blk)[..., :n, :k]
+    data = _explicit.merge_blocks(data, [data.ndim - 4, data.ndim - 2])[..., :n, :k]
     return data, scale
 
 
@@ -174,7 +179,10 @@ def per_token_cast_to_fp8_grouped(x, group_sizes, *, use_ue8m0: bool = False):
     k_total, m = x.shape
     g = group_sizes.shape[0]
     rows = layout.k_grouped_scale_rows(k_total, g)
-    x32 = x.astype(jnp.float32)
+    # The token axis is gathered with run-time indices: under explicit mesh
+    # axes it must be whole on every device (the k-grouped sharding rule
+    # replicates FP8 tokens anyway, docs/sharding.md).
+    x32 = _explicit.replicate_axes(x, [0]).astype(jnp.float32)
     start, end = _groups.clamped_group_bounds(group_sizes, k_total)
     if g == 0 or rows == 0 or k_total == 0:
         scale = jnp.full((rows, m), _scale_from_amax(jnp.zeros(()), use_ue8m0))

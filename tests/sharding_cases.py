@@ -646,6 +646,69 @@ def fp8_linear_grads_64_columns_per_device():
     assert any("sub-axes" in m for m in msgs), msgs     # the scales' sub-axis, named
 
 
+# ------------------------------------------------------------------ explicit mesh axes
+# jax.make_mesh creates Explicit axes by default: shardings are part of the
+# array types, and the quantizers' block reshapes must name their result's
+# sharding (jaxgemm/_explicit.py).
+
+
+def _explicit_mesh():
+    import jax
+
+    return jax.make_mesh((2, 4), ("x", "y"),
+                         axis_types=(jax.sharding.AxisType.Explicit,) * 2)
+
+
+@case
+def explicit_axes_fp8_linear_grads():
+    import jax.numpy as jnp
+
+    import jaxgemm as jg
+
+    mesh = _explicit_mesh()
+    f = _grads(lambda x, w, ct: jnp.sum(jg.fp8_linear(x, w) * ct), (0, 1))
+    # column parallel, row parallel (K split), and a 3-D activation [B, S, D]
+    for xs, ws, cs, shp in (((("x", None)), (None, "y"), ("x", "y"), (512, 512, 1024)),
+                            ((("x", "y")), ("y", None), ("x", None), (512, 1024, 512))):
+        m, k, n = shp
+        x, w, ct = rand(m, k), rand(k, n) * 0.05, rand(m, n)
+        out, hlo = jit_check(f, (x, w, ct), (put(x, *xs, mesh=mesh), put(w, *ws, mesh=mesh),
+                                             put(ct, *cs, mesh=mesh)))
+        assert "all-gather" not in kinds(hlo), collectives(hlo)
+    x3, w3 = rand(4, 64, 512), rand(512, 1024)
+    y, _ = jit_check(jg.fp8_linear, (x3, w3),
+                     (put(x3, "x", None, None, mesh=mesh), put(w3, None, "y", mesh=mesh)))
+    assert tuple(y.sharding.spec) == ("x", None, "y"), y.sharding
+
+
+@case
+def explicit_axes_quantizers_and_fallback():
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxgemm as jg
+
+    mesh = _explicit_mesh()
+    w = rand(4, 512, 384)  # N split 4 ways: 128 rows, one block, per device
+    (d, s), _ = jit_check(jg.per_block_cast_to_fp8_grouped, (w,),
+                          (put(w, "x", "y", None, mesh=mesh),), rtol=0)
+    assert tuple(s.sharding.spec)[:2] == ("x", "y"), s.sharding  # the split is kept
+    x = rand(256, 256)  # K split 8 ways: 32 columns per device, not whole blocks
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out = jg.per_token_cast_to_fp8(put(x, None, ("x", "y"), mesh=mesh))
+    ref = jg.per_token_cast_to_fp8(x)
+    assert np.array_equal(np.asarray(out[1]), np.asarray(ref[1]))
+    assert np.array_equal(np.asarray(out[0], np.float32), np.asarray(ref[0], np.float32))
+    assert any("whole 128-blocks" in m for m in _fallback_msgs(rec)), _fallback_msgs(rec)
+    # the MoE path: expert-parallel fp8_ragged_dot, forward and gradients
+    xr, we, ct = rand(256, 256), rand(8, 256, 256) * 0.05, rand(256, 256)
+    gs = jnp.asarray([10, 0, 60, 5, 30, 1, 70, 13], jnp.int32)
+    f = _grads(lambda x, w, ct: jnp.sum(jg.fp8_ragged_dot(x, w, gs) * ct), (0, 1))
+    jit_check(f, (xr, we, ct), (put(xr, "x", None, mesh=mesh), put(we, "y", None, None, mesh=mesh),
+                                put(ct, "x", None, mesh=mesh)))
+
+
 # ------------------------------------------------------------------ num_sms / CUDA lowering
 
 

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgemm import _explicit
 from jaxgemm.training import _gemm
 from jaxgemm.training.recipe import Recipe
 
@@ -135,7 +136,11 @@ def _linear_bwd(st, res, dy):
     xa = _gemm.quant_rows(x.T, r.wgrad, r.use_ue8m0, cdt)
     gb = _gemm.quant_rows(dy.T, r.wgrad, r.use_ue8m0, cdt)
     dw = _gemm.gemm_nt(xa, gb, r.wgrad, cdt)  # float32 (float64 for f64 inputs)
-    return dx.astype(st.x_dtype), dw.astype(st.w_dtype)
+    # Cotangents take their primals' sharding types (explicit mesh axes): the
+    # kernel is [K, N], w_dgrad's data its [N, K] transpose.
+    dx = _explicit.typed_like(dx.astype(st.x_dtype), x)
+    dw = _explicit.typed_like(dw.astype(st.w_dtype), jax.tree.leaves(w_dgrad)[0], (1, 0))
+    return dx, dw
 
 
 _linear.defvjp(_linear_fwd, _linear_bwd)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgemm import _explicit
 from jaxgemm.training import _gemm
 from jaxgemm.training.recipe import Recipe
 
@@ -141,7 +142,11 @@ def _ragged_bwd(st, res, dy):
     # wgrad: dw[g] [K, N] = x_g^T @ dy_g, contraction over the group's tokens
     dw = _gemm.k_grouped_tn(x, dy, gs, r.wgrad, r.use_ue8m0, cdt)
     dgs = np.zeros(gs.shape, dtype=jax.dtypes.float0)
-    return dx.astype(st.x_dtype), dw.astype(st.w_dtype), dgs
+    # Cotangents take their primals' sharding types (explicit mesh axes): w is
+    # [G, K, N], w_dgrad's data its [G, N, K] transpose.
+    dx = _explicit.typed_like(dx.astype(st.x_dtype), x)
+    dw = _explicit.typed_like(dw.astype(st.w_dtype), jax.tree.leaves(w_dgrad)[0], (0, 2, 1))
+    return dx, dw, dgs
 
 
 _ragged.defvjp(_ragged_fwd, _ragged_bwd)
