@@ -59,16 +59,15 @@ _F32 = np.dtype(np.float32)
 
 
 def _result(shape, dtype, dims):
-    """The result aval.  ``dims[i]`` is the ``(operand aval, axis)`` whose
-    sharding result axis ``i`` takes under *explicit* mesh axes (where
-    shardings are part of the types), or None (unsharded; contraction axes are
-    reduced by the partitioning rules, ``_partition``).  A mesh axis already
-    used by an earlier result axis is dropped; without explicit axes the
-    result is a plain ShapedArray."""
+    """The result aval.  ``dims[i]`` lists the ``(operand aval, axis)`` pairs
+    whose sharding result axis ``i`` takes under *explicit* mesh axes (where
+    shardings are part of the types; the first sharded one wins), empty for an
+    unsharded axis (contraction axes are reduced by the partitioning rules,
+    ``_partition``).  A mesh axis already used by an earlier result axis is
+    dropped; without explicit axes the result is a plain ShapedArray."""
     mesh = None
-    for src in dims:
-        sh = getattr(src[0], "sharding", None) if src else None
-        m = getattr(sh, "mesh", None)
+    for src in (p for d in dims for p in d):
+        m = getattr(getattr(src[0], "sharding", None), "mesh", None)
         if m is not None and any(t == jax.sharding.AxisType.Explicit
                                  for t in (getattr(m, "axis_types", ()) or ())):
             mesh = m
@@ -76,11 +75,12 @@ def _result(shape, dtype, dims):
     if mesh is None:
         return ShapedArray(shape, dtype)
     spec, used = [], set()
-    for src in dims:
+    for options in dims:
         entry = None
-        if src:
-            s = tuple(src[0].sharding.spec) + (None,) * src[0].ndim
-            entry = s[src[1]]
+        for aval, axis in options:
+            entry = (tuple(aval.sharding.spec) + (None,) * aval.ndim)[axis]
+            if entry is not None:
+                break
         names = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
         names = tuple(n for n in names if n not in used)
         used.update(names)
@@ -93,7 +93,7 @@ def _abstract_dense(a, b, out_dtype):
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"dense GEMM primitive: a and b must be rank 2; got "
                          f"{a.shape} and {b.shape}")
-    return _result((a.shape[0], b.shape[0]), np.dtype(out_dtype), [(a, 0), (b, 0)])
+    return _result((a.shape[0], b.shape[0]), np.dtype(out_dtype), [[(a, 0)], [(b, 0)]])
 
 
 def _fp8_gemm_nt_abstract(a, sa, b, sb, *c, out_dtype, num_sms):
@@ -105,7 +105,7 @@ def _bf16_gemm_nt_abstract(a, b, *c, out_dtype, num_sms):
 
 
 def _contig_abstract(a, b, out_dtype):
-    return _result((a.shape[0], b.shape[1]), np.dtype(out_dtype), [(a, 0), (b, 1)])
+    return _result((a.shape[0], b.shape[1]), np.dtype(out_dtype), [[(a, 0)], [(b, 1)]])
 
 
 def _m_fp8_contig_abstract(a, sa, b, sb, gs, *, out_dtype, num_sms):
@@ -118,7 +118,7 @@ def _m_bf16_contig_abstract(a, b, gs, *, out_dtype, num_sms):
 
 def _masked_abstract(a, b, out_dtype):
     return _result((a.shape[0], a.shape[1], b.shape[1]), np.dtype(out_dtype),
-                   [(a, 0), (a, 1), (b, 1)])
+                   [[(a, 0), (b, 0)], [(a, 1)], [(b, 1)]])
 
 
 def _m_fp8_masked_abstract(a, sa, b, sb, mm, *, expected_m, out_dtype, num_sms,
@@ -132,7 +132,7 @@ def _m_bf16_masked_abstract(a, b, mm, *, expected_m, out_dtype, num_sms,
 
 
 def _k_abstract(a, b, gs):
-    return _result((gs.shape[0], a.shape[1], b.shape[1]), _F32, [(gs, 0), (a, 1), (b, 1)])
+    return _result((gs.shape[0], a.shape[1], b.shape[1]), _F32, [[(gs, 0)], [(a, 1)], [(b, 1)]])
 
 
 def _k_fp8_abstract(a, sa, b, sb, gs, *c, num_sms):
