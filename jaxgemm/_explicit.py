@@ -25,23 +25,39 @@ from jaxgemm import layout
 _BLK = layout.SCALE_BLOCK
 
 
-def _spec_of(x):
-    """``(mesh, spec padded to x.ndim)`` if ``x``'s type carries explicit mesh axes."""
-    try:
-        sharding = getattr(jax.typeof(x), "sharding", None)
-    except Exception:  # noqa: BLE001 - not an array (or an old jax): no explicit axes
-        return None
+def aval_spec(aval):
+    """``(mesh, spec padded to aval.ndim)`` if the abstract value ``aval`` carries
+    explicit mesh axes in its type, else None."""
+    sharding = getattr(aval, "sharding", None)
     mesh = getattr(sharding, "mesh", None)
     types = getattr(mesh, "axis_types", ()) or ()
     if not any(t == jax.sharding.AxisType.Explicit for t in types):
         return None
     spec = tuple(sharding.spec)
-    return mesh, spec + (None,) * (x.ndim - len(spec))
+    return mesh, spec + (None,) * (aval.ndim - len(spec))
+
+
+def _spec_of(x):
+    """:func:`aval_spec` of an array or tracer."""
+    try:
+        return aval_spec(jax.typeof(x))
+    except Exception:  # noqa: BLE001 - not an array (or an old jax): no explicit axes
+        return None
+
+
+def axis_names(entry) -> tuple:
+    """The mesh axis names of one PartitionSpec entry (None, a name, or a tuple)."""
+    return () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
 
 
 def _ways(mesh, entry) -> int:
-    names = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
-    return math.prod(mesh.shape[n] for n in names)
+    return math.prod(mesh.shape[n] for n in axis_names(entry))
+
+
+def _drop(x, mesh, spec, axes):
+    """``x`` resharded with the mesh axes of ``axes`` removed (gathered)."""
+    new = [None if i in axes else e for i, e in enumerate(spec)]
+    return jax.sharding.reshard(x, NamedSharding(mesh, P(*new)))
 
 
 def gather_unaligned(x, axes, padded, fn: str):
@@ -63,10 +79,7 @@ def gather_unaligned(x, axes, padded, fn: str):
         f"{[spec[a] for a in bad]} in shards that are not whole {_BLK}-blocks; it is "
         "gathered along that axis before quantizing (correct, but the split is lost)",
         ShardingFallbackWarning, stacklevel=3)
-    new = list(spec)
-    for a in bad:
-        new[a] = None
-    return jax.sharding.reshard(x, NamedSharding(mesh, P(*new)))
+    return _drop(x, mesh, spec, set(bad))
 
 
 def replicate_axes(x, axes):
@@ -79,8 +92,7 @@ def replicate_axes(x, axes):
     axes = {a % x.ndim for a in axes}
     if all(spec[a] is None for a in axes):
         return x
-    new = [None if i in axes else e for i, e in enumerate(spec)]
-    return jax.sharding.reshard(x, NamedSharding(mesh, P(*new)))
+    return _drop(x, mesh, spec, axes)
 
 
 def typed_like(ct, source, perm=None):

@@ -43,7 +43,7 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import batching, mlir
 
-from jaxgemm import _backend, _partition
+from jaxgemm import _backend, _explicit, _partition
 from jaxgemm.reference import REFERENCE_IMPLS
 
 try:  # public in every supported jax
@@ -65,24 +65,17 @@ def _result(shape, dtype, dims):
     unsharded axis (contraction axes are reduced by the partitioning rules,
     ``_partition``).  A mesh axis already used by an earlier result axis is
     dropped; without explicit axes the result is a plain ShapedArray."""
-    mesh = None
-    for src in (p for d in dims for p in d):
-        m = getattr(getattr(src[0], "sharding", None), "mesh", None)
-        if m is not None and any(t == jax.sharding.AxisType.Explicit
-                                 for t in (getattr(m, "axis_types", ()) or ())):
-            mesh = m
-            break
-    if mesh is None:
+    found = next((f for f in (_explicit.aval_spec(av) for d in dims for av, _ in d) if f),
+                 None)
+    if found is None:
         return ShapedArray(shape, dtype)
+    mesh = found[0]
     spec, used = [], set()
     for options in dims:
-        entry = None
-        for aval, axis in options:
-            entry = (tuple(aval.sharding.spec) + (None,) * aval.ndim)[axis]
-            if entry is not None:
-                break
-        names = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
-        names = tuple(n for n in names if n not in used)
+        entry = next((f[1][ax] for f, ax in ((_explicit.aval_spec(av), ax)
+                                             for av, ax in options) if f and f[1][ax]),
+                     None)
+        names = tuple(n for n in _explicit.axis_names(entry) if n not in used)
         used.update(names)
         spec.append(None if not names else names[0] if len(names) == 1 else names)
     return ShapedArray(shape, dtype,
