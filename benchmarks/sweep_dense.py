@@ -50,6 +50,19 @@ def candidates(m, n, k, *, fp8, out_bytes, sb_per_row, top):
     return out[:top]
 
 
+def parse_configs(text, *, fp8, out_bytes, sb_per_row):
+    """'256x128c2,128x128x5c1' -> GemmConfigs (stages: the most that fit unless given)."""
+    out = []
+    for item in text.split(","):
+        dims, _, cluster = item.partition("c")
+        parts = [int(x) for x in dims.split("x")]
+        bm, bn = parts[0], parts[1]
+        st = parts[2] if len(parts) > 2 else _config._max_stages(bm, bn, 1 if fp8 else 2, out_bytes,
+                                                                   sb_per_row)
+        out.append(_config.GemmConfig(bm, bn, st, int(cluster or 1)))
+    return out
+
+
 def _attrs(kernel, n, k, cfg, out_f32, accumulate, sb_per_row):
     return dict(kernel=kernel, n=n, k=k, block_m=cfg.block_m, block_n=cfg.block_n,
                 stages=cfg.stages, band_n=cfg.band_n, out_f32=int(out_f32),
@@ -72,6 +85,10 @@ def main():
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--shapes", default="", help="only these MxNxK, comma separated")
+    p.add_argument("--configs", default="",
+                   help="time these configs instead of the candidates, e.g. 256x128c2,128x128x5c1 "
+                        "(stages default to the most that fit)")
+    p.add_argument("--tag", default="", help="suffix of the results file (e.g. a source variant)")
     args = p.parse_args()
     shapes = common.shapes()
     jobs = []  # (set, kernel, m, n, k, cfg, out_f32, acc, row)
@@ -80,8 +97,11 @@ def main():
         for (m, n, k) in shapes[set_name]:
             if args.shapes and f"{m}x{n}x{k}" not in args.shapes.split(","):
                 continue
-            for cfg in candidates(m, n, k, fp8=True, out_bytes=4 if acc else 2, sb_per_row=acc,
-                                  top=args.top):
+            cfgs = (parse_configs(args.configs, fp8=True, out_bytes=4 if acc else 2,
+                                  sb_per_row=acc) if args.configs else
+                    candidates(m, n, k, fp8=True, out_bytes=4 if acc else 2, sb_per_row=acc,
+                               top=args.top))
+            for cfg in cfgs:
                 jobs.append((set_name, "fp8_gemm_nt", m, n, k, cfg, acc, acc, acc))
             if args.bf16 and not acc:
                 for cfg in candidates(m, n, k, fp8=False, out_bytes=2, sb_per_row=False,
@@ -150,10 +170,16 @@ def main():
         h = next((r for r in ok if r.get("heuristic")), None)
         print(f"{key[0]:13} {key[1]}x{key[2]}x{key[3]:<8} {best['config']:22} {best['tflops']:7.0f} "
               f"{(h or {}).get('config', '-'):22} {(h or {}).get('tflops', 0):7.0f}")
+    if args.configs:  # every config's figure, one line per shape
+        for key, rs in by.items():
+            print(f"{args.tag or 'src'} {key[1]}x{key[2]}x{key[3]}: " + "  ".join(
+                f"{r['config']}={r.get('tflops', 'err')}" for r in rs))
     for r in results:
         if "error" in r:
             print("ERROR", r["kernel"], r["m"], r["n"], r["k"], r["config"], r["error"][:150])
-    path = common.write_results("sweep_dense", results)
+    for r in results:
+        r["source"] = args.tag or "src_cuda"
+    path = common.write_results("sweep_dense" + (f"_{args.tag}" if args.tag else ""), results)
     print("wrote", path)
 
 

@@ -43,6 +43,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr auto kPlan =
       jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1, kOutF32 ? 4 : 2, kSbPerRow);
   using Mma = WgmmaFp8<BLOCK_N>;
+  using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, kSbPerRow>;
   using Store = TileStore<BLOCK_N, kOutF32, kAccumulate>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
@@ -135,7 +136,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     // ---------------- math warpgroups ----------------
     warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
-    const u32 q = lane % 4;
+    const Math math(wg * kWaves, warp, lane);
+    const StageView view = stage_view(sm, kPlan);
     u32 stage = 0, phase = 0, store_seq = 0;
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
       u32 mb, nb;
@@ -144,45 +146,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       // Per-block B scales: columns before `boundary` use the stage's first
       // B scale, the rest (if any) its second.
       const u32 boundary = (n0 / 128 + 1) * 128 - n0;
-
       float fin[kWaves][Mma::kNumAccum];
-      float acc[Mma::kNumAccum];
-#pragma unroll
-      for (u32 w = 0; w < kWaves; ++w)
-#pragma unroll
-        for (u32 i = 0; i < Mma::kNumAccum; ++i) fin[w][i] = 0.f;
-
-      for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
-        mbar_wait(&ring.full[stage], phase);
-        const u64 db = smem_desc_sw128(sm.b + stage * kPlan.b_stage);
-        const float* sbs = reinterpret_cast<const float*>(sm.sb + stage * kPlan.sb_stage);
-        const float* sfs = reinterpret_cast<const float*>(sm.sf + stage * kPlan.sf_stage);
-        const float b0 = sfs[BLOCK_M], b1 = sfs[BLOCK_M + 1];
-        float a_scale[kWaves][2];
-#pragma unroll
-        for (u32 w = 0; w < kWaves; ++w) {
-          const u32 r = (wg * kWaves + w) * 64 + warp * 16 + lane / 4;
-          a_scale[w][0] = sfs[r];
-          a_scale[w][1] = sfs[r + 8];
-        }
-#pragma unroll
-        for (u32 w = 0; w < kWaves; ++w) {
-          const u64 da =
-              smem_desc_sw128(sm.a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
-          wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
-          if constexpr (!kSbPerRow)
-            promote_block_scaled<BLOCK_N>(fin[w], acc, a_scale[w][0], a_scale[w][1], b0, b1,
-                                          boundary);
-          else
-            promote_row_scaled<BLOCK_N>(fin[w], acc, a_scale[w][0], a_scale[w][1], sbs, q);
-        }
-        // Released only after the last promotion: the scale loads (LDS) above
-        // are first consumed there, and releasing earlier let the refill of
-        // this stage race a lane's still-pending scale read (racecheck saw it
-        // where the ring wraps inside one tile).
-        ring.release(stage, lane);
-        if (++stage == kStages) stage = 0, phase ^= 1;
-      }
+      math.run(fin, kNumKBlocks, ring, view, stage, phase, lane, boundary);
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
         Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,

@@ -1,57 +1,217 @@
-// The per-stage math of the FP8 kernels (dense, m-grouped, k-grouped): one
-// 64-row wave's wgmma over a 128-deep K block into a fresh accumulator, and
-// its promotion into the FP32 result on the CUDA cores.
+// The math warpgroups' K loop of the FP8 kernels (dense, m-grouped,
+// k-grouped): per 128-deep K block and 64-row wave, FP8 wgmma into a fresh
+// accumulator, then promotion into the FP32 result on the CUDA cores,
+// multiplied by the A row scale and the B block (or column) scale.
+//
+// Two schedules, chosen at compile time by the register budget:
+// - pipelined: two wgmma accumulators.  The next (stage, wave) job's wgmma
+//   is issued before the current job's promotion, so the tensor cores work
+//   while this warpgroup promotes.  Without it the tensor cores idle during
+//   the promotion unless the other math warpgroup happens to be out of step.
+//   Needs (waves + 2) accumulator sets in registers.
+// - serial: one accumulator; wgmma, wait, promote, per wave.
 #pragma once
 
+#include "gemm_common.cuh"
 #include "ptx.cuh"
 
 namespace jaxgemm {
 
-// acc = A_tile @ B_tile^T over one stage (kKSteps wgmma of K 32), waited.
-template <typename Mma, u32 kKSteps>
-__device__ __forceinline__ void wgmma_stage_fresh(u64 desc_a, u64 desc_b, float* acc) {
-#pragma unroll
-  for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-  wgmma_fence();
-#pragma unroll
-  for (u32 k = 0; k < kKSteps; ++k) Mma::mma(desc_a + 2 * k, desc_b + 2 * k, acc, k > 0);
-  wgmma_commit();
-#pragma unroll
-  for (u32 i = 0; i < Mma::kNumAccum; ++i) reg_fence(acc[i]);
-  wgmma_wait<0>();
+// Where a stage's operands and scales live in shared memory: tile bases and
+// per-stage strides (the plan's region sizes).  sf holds the stage's A row
+// scales (BLOCK_M floats) and, with per-block B scales, the tile's one or two
+// B block scales after them; sb the per-column B scales when given per row.
+struct StageView {
+  const unsigned char *a, *b, *sb, *sf;
+  u32 a_bytes, b_bytes, sb_bytes, sf_bytes;
+};
+
+__device__ __forceinline__ StageView stage_view(const GemmSmem& s,
+                                               const jaxgemm_plan::GemmSmemPlan& p) {
+  return StageView{s.a, s.b, s.sb, s.sf, p.a_stage, p.b_stage, p.sb_stage, p.sf_stage};
 }
 
-// fin += acc * sa[row] * sb[block] with per-block (128x128) B scales: the
-// columns before `boundary` use b0, the rest b1 (a tile straddling two
-// blocks).  a0/a1: the thread's two rows (r and r + 8).
-template <u32 BLOCK_N>
-__device__ __forceinline__ void promote_block_scaled(float* fin, const float* acc, float a0,
-                                                     float a1, float b0, float b1, u32 boundary) {
-  const float s00 = a0 * b0, s01 = a0 * b1, s10 = a1 * b0, s11 = a1 * b1;
-#pragma unroll
-  for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-    const bool first = 8 * j < boundary;
-    const float t0 = first ? s00 : s01, t1 = first ? s10 : s11;
-    fin[4 * j + 0] += acc[4 * j + 0] * t0;
-    fin[4 * j + 1] += acc[4 * j + 1] * t0;
-    fin[4 * j + 2] += acc[4 * j + 2] * t1;
-    fin[4 * j + 3] += acc[4 * j + 3] * t1;
-  }
-}
+template <u32 V>
+struct U32Const {
+  static constexpr u32 value = V;
+};
 
-// fin += acc * sa[row] * sb[col] with per-row (1x128) B scales `sbs` (the
-// stage's BLOCK_N column scales in shared memory); q = lane % 4.
-template <u32 BLOCK_N>
-__device__ __forceinline__ void promote_row_scaled(float* fin, const float* acc, float a0,
-                                                   float a1, const float* sbs, u32 q) {
-#pragma unroll
-  for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-    const float2 bs = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
-    fin[4 * j + 0] += acc[4 * j + 0] * (a0 * bs.x);
-    fin[4 * j + 1] += acc[4 * j + 1] * (a0 * bs.y);
-    fin[4 * j + 2] += acc[4 * j + 2] * (a1 * bs.x);
-    fin[4 * j + 3] += acc[4 * j + 3] * (a1 * bs.y);
+// One math warpgroup's share of a tile: kWaves 64-row waves starting at
+// wave `first_wave` of the tile.
+template <typename Mma, u32 BLOCK_M, u32 BLOCK_N, u32 kWaves, bool kSbPerRow>
+struct Fp8TileMath {
+  static constexpr u32 kAcc = Mma::kNumAccum;
+  static constexpr u32 kKSteps = 128 / 32;
+  // Results (kWaves sets) plus two accumulators in flight; 192 leaves ~40 of
+  // the 232 registers for addresses, scales and loop state (checked: no
+  // spills in tests/test_jit_compile.py).
+  static constexpr bool kPipelined = kWaves <= 2 && (kWaves + 2) * kAcc <= 192;
+
+  struct Scales {
+    float a0, a1, b0, b1;
+    const float* sbs;
+  };
+
+  u32 row;    // this thread's first accumulator row within the tile, wave 0
+  u32 a_off;  // byte offset of this warpgroup's first wave in an A stage
+  u32 q;      // lane % 4: the accumulator column pair
+
+  __device__ __forceinline__ Fp8TileMath(u32 first_wave, u32 warp, u32 lane)
+      : row(first_wave * 64 + warp * 16 + lane / 4), a_off(first_wave * 64 * 128), q(lane % 4) {}
+
+  __device__ __forceinline__ Scales read_scales(const StageView& v, u32 s, u32 w) const {
+    const float* sf = reinterpret_cast<const float*>(v.sf + s * v.sf_bytes);
+    Scales sc;
+    sc.a0 = sf[row + w * 64];
+    sc.a1 = sf[row + w * 64 + 8];
+    if constexpr (kSbPerRow) {
+      sc.b0 = sc.b1 = 0.f;
+      sc.sbs = reinterpret_cast<const float*>(v.sb + s * v.sb_bytes);
+    } else {
+      sc.b0 = sf[BLOCK_M];
+      sc.b1 = sf[BLOCK_M + 1];
+      sc.sbs = nullptr;
+    }
+    return sc;
   }
-}
+
+  // Issues (does not wait for) acc = A_wave @ B^T over stage s.
+  __device__ __forceinline__ void issue(const StageView& v, u32 s, u32 w, float* acc) const {
+    const u64 da = smem_desc_sw128(v.a + s * v.a_bytes + a_off + w * 64 * 128);
+    const u64 db = smem_desc_sw128(v.b + s * v.b_bytes);
+#pragma unroll
+    for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[i]);
+    wgmma_fence();
+#pragma unroll
+    for (u32 k = 0; k < kKSteps; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc, k > 0);
+    wgmma_commit();
+  }
+
+  // fin += acc * sa[row] * sb.  Per-block B scales: columns before `boundary`
+  // use b0, the rest b1 (a tile straddling two 128-column blocks).
+  __device__ __forceinline__ void promote(float* fin, const float* acc, const Scales& sc,
+                                          u32 boundary) const {
+    if constexpr (kSbPerRow) {
+#pragma unroll
+      for (u32 j = 0; j < BLOCK_N / 8; ++j) {
+        const float2 bs = *reinterpret_cast<const float2*>(sc.sbs + 8 * j + 2 * q);
+        fin[4 * j + 0] += acc[4 * j + 0] * (sc.a0 * bs.x);
+        fin[4 * j + 1] += acc[4 * j + 1] * (sc.a0 * bs.y);
+        fin[4 * j + 2] += acc[4 * j + 2] * (sc.a1 * bs.x);
+        fin[4 * j + 3] += acc[4 * j + 3] * (sc.a1 * bs.y);
+      }
+    } else {
+      const float s00 = sc.a0 * sc.b0, s01 = sc.a0 * sc.b1;
+      const float s10 = sc.a1 * sc.b0, s11 = sc.a1 * sc.b1;
+#pragma unroll
+      for (u32 j = 0; j < BLOCK_N / 8; ++j) {
+        const bool first = 8 * j < boundary;
+        const float t0 = first ? s00 : s01, t1 = first ? s10 : s11;
+        fin[4 * j + 0] += acc[4 * j + 0] * t0;
+        fin[4 * j + 1] += acc[4 * j + 1] * t0;
+        fin[4 * j + 2] += acc[4 * j + 2] * t1;
+        fin[4 * j + 3] += acc[4 * j + 3] * t1;
+      }
+    }
+  }
+
+  // fin = this warpgroup's rows of the tile, summed over num_k_blocks stages
+  // of the ring, starting at (stage, phase), which are advanced past them.
+  // Each stage is released once its last wave is promoted: the promotion is
+  // the first use of the scales read from it (and, per-row, reads them).
+  template <class RingT>
+  __device__ __forceinline__ void run(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
+                                      const RingT& ring, const StageView& v, u32& stage,
+                                      u32& phase, u32 lane, u32 boundary) const {
+#pragma unroll
+    for (u32 w = 0; w < kWaves; ++w)
+#pragma unroll
+      for (u32 i = 0; i < kAcc; ++i) fin[w][i] = 0.f;
+    if constexpr (kPipelined)
+      run_pipelined(fin, num_k_blocks, ring, v, stage, phase, lane, boundary);
+    else
+      run_serial(fin, num_k_blocks, ring, v, stage, phase, lane, boundary);
+  }
+
+ private:
+  template <class RingT>
+  __device__ __forceinline__ static void advance(u32& stage, u32& phase) {
+    if (++stage == RingT::kNumStages) stage = 0, phase ^= 1;
+  }
+
+  template <class RingT>
+  __device__ __forceinline__ void run_serial(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
+                                             const RingT& ring, const StageView& v, u32& stage,
+                                             u32& phase, u32 lane, u32 boundary) const {
+    float acc[kAcc];
+    for (u32 kb = 0; kb < num_k_blocks; ++kb) {
+      mbar_wait(&ring.full[stage], phase);
+      Scales sc[kWaves];
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w) sc[w] = read_scales(v, stage, w);
+#pragma unroll
+      for (u32 w = 0; w < kWaves; ++w) {
+        issue(v, stage, w, acc);
+#pragma unroll
+        for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[i]);
+        wgmma_wait<0>();
+#pragma unroll
+        for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[i]);
+        promote(fin[w], acc, sc[w], boundary);
+      }
+      ring.release(stage, lane);
+      advance<RingT>(stage, phase);
+    }
+  }
+
+  // Jobs j = kb * kWaves + w in order; job j's accumulator is acc[j % 2]
+  // (for two waves that is acc[w]).  Job j + 1 is issued before job j is
+  // promoted.
+  template <class RingT>
+  __device__ __forceinline__ void run_pipelined(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
+                                                const RingT& ring, const StageView& v,
+                                                u32& stage, u32& phase, u32 lane,
+                                                u32 boundary) const {
+    if (num_k_blocks == 0) return;
+    const u32 jobs = num_k_blocks * kWaves;
+    float acc[2][kAcc];
+    Scales sc[2];
+    u32 job_stage[2];
+    mbar_wait(&ring.full[stage], phase);
+    sc[0] = read_scales(v, stage, 0);
+    job_stage[0] = stage;
+    issue(v, stage, 0, acc[0]);
+    // One step: issue job j + 1 (into the other accumulator), then wait for
+    // job j only, promote it, release its stage after its last wave.
+    auto step = [&](u32 j, auto slot) {
+      constexpr u32 P = decltype(slot)::value;
+      constexpr u32 w = kWaves == 2 ? P : 0;       // job j's wave
+      constexpr u32 nw = kWaves == 2 ? 1 - P : 0;  // job j + 1's wave
+      if (j + 1 < jobs) {
+        if (nw == 0) {  // job j + 1 starts the next K block
+          advance<RingT>(stage, phase);
+          mbar_wait(&ring.full[stage], phase);
+        }
+        sc[1 - P] = read_scales(v, stage, nw);
+        job_stage[1 - P] = stage;
+        issue(v, stage, nw, acc[1 - P]);
+#pragma unroll
+        for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[1 - P][i]);
+        wgmma_wait<1>();
+      } else {
+        wgmma_wait<0>();
+      }
+#pragma unroll
+      for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[P][i]);
+      promote(fin[w], acc[P], sc[P], boundary);
+      if (w == kWaves - 1) ring.release(job_stage[P], lane);
+    };
+    for (u32 j = 0; j < jobs; j += 2) {
+      step(j, U32Const<0>{});
+      if (j + 1 < jobs) step(j + 1, U32Const<1>{});
+    }
+    advance<RingT>(stage, phase);
+  }
+};
 
 }  // namespace jaxgemm

@@ -65,6 +65,7 @@ __device__ __forceinline__ GemmSmem carve_gemm_smem(unsigned char* raw,
 // the cluster, since a multicast writes every CTA's copy of the stage).
 template <u32 kStages, u32 kCluster>
 struct Ring {
+  static constexpr u32 kNumStages = kStages;
   u64* full;
   u64* empty;
   __device__ __forceinline__ void init(u32 consumer_warps, u32 producers = 1) const {

@@ -40,6 +40,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kMathThreads = kMathWG * 128;
   constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1, 4, true);
   using Mma = WgmmaFp8<BLOCK_N>;
+  using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, true>;
   using Store = TileStore<BLOCK_N, true, kAccumulate>;
   using Sched = KGroupedScheduler<BLOCK_M, kBandN, kCluster>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
@@ -118,36 +119,14 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     // ---------------- math warpgroups ----------------
     warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
-    const u32 q = lane % 4;
+    const Math math(wg * kWaves, warp, lane);
+    const StageView view = stage_view(sm, kPlan);
     u32 stage = 0, phase = 0, store_seq = 0;
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
       u32 g, mb, nb, blk0, nblk;
       sched.tile(t, rank, g, mb, nb, blk0, nblk);
       float fin[kWaves][Mma::kNumAccum];
-      float acc[Mma::kNumAccum];
-#pragma unroll
-      for (u32 w = 0; w < kWaves; ++w)
-#pragma unroll
-        for (u32 i = 0; i < Mma::kNumAccum; ++i) fin[w][i] = 0.f;
-
-      for (u32 i = 0; i < nblk; ++i) {
-        mbar_wait(&ring.full[stage], phase);
-        const u64 db = smem_desc_sw128(sm.b + stage * kPlan.b_stage);
-        const float* sbs = reinterpret_cast<const float*>(sm.sb + stage * kPlan.sb_stage);
-        const float* sfs = reinterpret_cast<const float*>(sm.sf + stage * kPlan.sf_stage);
-#pragma unroll
-        for (u32 w = 0; w < kWaves; ++w) {
-          const u32 r = (wg * kWaves + w) * 64 + warp * 16 + lane / 4;
-          const float a0 = sfs[r], a1 = sfs[r + 8];
-          const u64 da =
-              smem_desc_sw128(sm.a + stage * kPlan.a_stage + (wg * kWaves + w) * 64 * 128);
-          wgmma_stage_fresh<Mma, BLOCK_K / 32>(da, db, acc);
-          promote_row_scaled<BLOCK_N>(fin[w], acc, a0, a1, sbs, q);
-        }
-        __syncwarp();
-        ring.release(stage, lane);
-        if (++stage == kStages) stage = 0, phase ^= 1;
-      }
+      math.run(fin, nblk, ring, view, stage, phase, lane, 0);
       // An empty group leaves D[g] = C[g] when accumulating.
       if (kAccumulate && nblk == 0) continue;
 #pragma unroll

@@ -30,6 +30,14 @@ for step in "$@"; do
     tests) timeout 400 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     sweep) timeout 420 python3 benchmarks/sweep_dense.py --top ${SWEEP_TOP:-8} ${SWEEP_ARGS} 2>&1 | tee "$OUT/sweep.log" | grep -v "^WARNING" | tail -40 ;;
     bench) timeout 480 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench${BENCH_TAG:+_$BENCH_TAG}.log" | grep -v "^WARNING\|^  " | tail -60 ;;
+    # Source A/B without a rebuild: AB_SRCS="tag:dir ..." (kernels are
+    # JIT-compiled from JAXGEMM_SOURCE_DIR; the cache key hashes the sources).
+    sweep-ab)
+      for pair in ${AB_SRCS:-new:src_cuda}; do
+        tag=${pair%%:*}; dir=${pair#*:}
+        JAXGEMM_SOURCE_DIR=$PWD/$dir timeout ${SWEEP_TIMEOUT:-300} python3 benchmarks/sweep_dense.py --tag "$tag" ${SWEEP_ARGS} 2>&1 \
+          | tee -a "$OUT/sweep_ab.log" | grep -v "^WARNING" | tail -${SWEEP_TAIL:-12}
+      done ;;
     bench-only) AB_N=$((AB_N + 1)); timeout 300 python3 benchmarks/bench_dense.py --only-jaxgemm ${AB_ARGS:---sets dense_fp8_nt} 2>&1 | tee "$OUT/bench_only_$AB_N.log" | grep -v "^WARNING\|^  " | tail -28 ;;
     # Kernel A/B: swap-old puts the sources saved in .devcarry/*_old.cuh over
     # src_cuda/ (kernels are JIT-compiled from there; the cache key hashes
