@@ -33,10 +33,14 @@ for step in "$@"; do
     # Source A/B without a rebuild: AB_SRCS="tag:dir ..." (kernels are
     # JIT-compiled from JAXGEMM_SOURCE_DIR; the cache key hashes the sources).
     sweep-ab)
-      for pair in ${AB_SRCS:-new:src_cuda}; do
-        tag=${pair%%:*}; dir=${pair#*:}
-        JAXGEMM_SOURCE_DIR=$PWD/$dir timeout ${SWEEP_TIMEOUT:-300} python3 benchmarks/sweep_dense.py --tag "$tag" ${SWEEP_ARGS} 2>&1 \
-          | tee -a "$OUT/sweep_ab.log" | grep -v "^WARNING" | tail -${SWEEP_TAIL:-12}
+      # SWEEP_ARGS may hold several argument sets separated by '|'.
+      IFS='|' read -ra arg_sets <<< "${SWEEP_ARGS}"
+      for args in "${arg_sets[@]}"; do
+        for pair in ${AB_SRCS:-new:src_cuda}; do
+          tag=${pair%%:*}; dir=${pair#*:}
+          JAXGEMM_SOURCE_DIR=$PWD/$dir timeout ${SWEEP_TIMEOUT:-300} python3 benchmarks/sweep_dense.py --tag "$tag" $args 2>&1 \
+            | tee -a "$OUT/sweep_ab.log" | grep -E "^$tag |ERROR|Error|error" | tail -${SWEEP_TAIL:-12}
+        done
       done ;;
     bench-only) AB_N=$((AB_N + 1)); timeout 300 python3 benchmarks/bench_dense.py --only-jaxgemm ${AB_ARGS:---sets dense_fp8_nt} 2>&1 | tee "$OUT/bench_only_$AB_N.log" | grep -v "^WARNING\|^  " | tail -28 ;;
     # Kernel A/B: swap-old puts the sources saved in .devcarry/*_old.cuh over
