@@ -31,10 +31,6 @@ __device__ __forceinline__ StageView stage_view(const GemmSmem& s,
   return StageView{s.a, s.b, s.sb, s.sf, p.a_stage, p.b_stage, p.sb_stage, p.sf_stage};
 }
 
-template <u32 V>
-struct U32Const {
-  static constexpr u32 value = V;
-};
 
 // One math warpgroup's share of a tile: kWaves 64-row waves starting at
 // wave `first_wave` of the tile.
@@ -181,36 +177,43 @@ struct Fp8TileMath {
     sc[0] = read_scales(v, stage, 0);
     job_stage[0] = stage;
     issue(v, stage, 0, acc[0]);
-    // One step: issue job j + 1 (into the other accumulator), then wait for
-    // job j only, promote it, release its stage after its last wave.
-    auto step = [&](u32 j, auto slot) {
-      constexpr u32 P = decltype(slot)::value;
-      constexpr u32 w = kWaves == 2 ? P : 0;       // job j's wave
-      constexpr u32 nw = kWaves == 2 ? 1 - P : 0;  // job j + 1's wave
-      if (j + 1 < jobs) {
-        if (nw == 0) {  // job j + 1 starts the next K block
-          advance<RingT>(stage, phase);
-          mbar_wait(&ring.full[stage], phase);
-        }
-        sc[1 - P] = read_scales(v, stage, nw);
-        job_stage[1 - P] = stage;
-        issue(v, stage, nw, acc[1 - P]);
-#pragma unroll
-        for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[1 - P][i]);
-        wgmma_wait<1>();
-      } else {
-        wgmma_wait<0>();
-      }
-#pragma unroll
-      for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[P][i]);
-      promote(fin[w], acc[P], sc[P], boundary);
-      if (w == kWaves - 1) ring.release(job_stage[P], lane);
-    };
     for (u32 j = 0; j < jobs; j += 2) {
-      step(j, U32Const<0>{});
-      if (j + 1 < jobs) step(j + 1, U32Const<1>{});
+      step<0>(j, jobs, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
+      if (j + 1 < jobs)
+        step<1>(j + 1, jobs, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
     }
     advance<RingT>(stage, phase);
+  }
+
+  // One step of the pipelined schedule: issue job j + 1 (into the other
+  // accumulator), then wait for job j only, promote it, and release its
+  // stage after its last wave.  P = j % 2 names job j's accumulator.
+  template <u32 P, class RingT>
+  __device__ __forceinline__ void step(u32 j, u32 jobs, float (&fin)[kWaves][kAcc],
+                                       float (&acc)[2][kAcc], Scales (&sc)[2],
+                                       u32 (&job_stage)[2], const RingT& ring,
+                                       const StageView& v, u32& stage, u32& phase, u32 lane,
+                                       u32 boundary) const {
+    constexpr u32 w = kWaves == 2 ? P : 0;       // job j's wave
+    constexpr u32 nw = kWaves == 2 ? 1 - P : 0;  // job j + 1's wave
+    if (j + 1 < jobs) {
+      if (nw == 0) {  // job j + 1 starts the next K block
+        advance<RingT>(stage, phase);
+        mbar_wait(&ring.full[stage], phase);
+      }
+      sc[1 - P] = read_scales(v, stage, nw);
+      job_stage[1 - P] = stage;
+      issue(v, stage, nw, acc[1 - P]);
+#pragma unroll
+      for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[1 - P][i]);
+      wgmma_wait<1>();
+    } else {
+      wgmma_wait<0>();
+    }
+#pragma unroll
+    for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[P][i]);
+    promote(fin[w], acc[P], sc[P], boundary);
+    if (w == kWaves - 1) ring.release(job_stage[P], lane);
   }
 };
 
