@@ -36,8 +36,11 @@ for step in "$@"; do
       # SWEEP_ARGS may hold several argument sets separated by '|'.
       IFS='|' read -ra arg_sets <<< "${SWEEP_ARGS}"
       for args in "${arg_sets[@]}"; do
+        only=""  # an argument set may start with "only=tag1,tag2 " to limit the sources
+        if [[ $args == only=* ]]; then only=",${args%% *},"; only=${only/only=/}; args=${args#* }; fi
         for pair in ${AB_SRCS:-new:src_cuda}; do
           tag=${pair%%:*}; dir=${pair#*:}
+          [[ -n $only && $only != *",$tag,"* ]] && continue
           JAXGEMM_SOURCE_DIR=$PWD/$dir timeout ${SWEEP_TIMEOUT:-300} python3 benchmarks/sweep_dense.py --tag "$tag" $args 2>&1 \
             | tee -a "$OUT/sweep_ab.log" | grep -E "^$tag |ERROR|Error|error" | tail -${SWEEP_TAIL:-12}
         done
@@ -50,9 +53,11 @@ for step in "$@"; do
               for f in .devcarry/*_old.cuh; do b=$(basename "$f" _old.cuh); cp "$f" "src_cuda/$b.cuh"; echo "  old $b.cuh"; done ;;
     swap-new) cp /tmp/src_new/*.cuh src_cuda/ ;;
     racecheck)
-      for target in "dense:gemm_nt_kernel" "grouped:grouped"; do
+      # SAN_SRC: a kernel source folder to check instead of src_cuda/.
+      [ -n "$SAN_SRC" ] && export JAXGEMM_SOURCE_DIR=$PWD/$SAN_SRC
+      for target in ${SAN_TARGETS:-dense:gemm_nt_kernel grouped:grouped}; do
         script=${target%%:*}; filter=${target#*:}
-        timeout 280 /usr/local/cuda/bin/compute-sanitizer --tool racecheck --kernel-name kns=$filter \
+        timeout ${SAN_TIMEOUT:-280} /usr/local/cuda/bin/compute-sanitizer --tool racecheck --kernel-name kns=$filter \
           python3 tools/sanitize_$script.py > "$OUT/sanitize_${script}_racecheck.log" 2>&1
         echo "$script racecheck rc=$?"
         grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sweep done" "$OUT/sanitize_${script}_racecheck.log" | tail -3
