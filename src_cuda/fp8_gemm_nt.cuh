@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     // ---------------- math warpgroups ----------------
     warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
-    const Math math(wg * kWaves, warp, lane);
+    const Math math(wg, warp, lane);
     const StageView view = stage_view(sm, kPlan);
     u32 stage = 0, phase = 0, store_seq = 0;
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
@@ -148,10 +148,11 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       const u32 boundary = (n0 / 128 + 1) * 128 - n0;
       float fin[kWaves][Mma::kNumAccum];
       math.run(fin, kNumKBlocks, ring, view, stage, phase, lane, boundary);
+      const u32 st_thread = opaque(wg_thread);  // epilogue addressing after the K loop
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
         Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,
-                   mb * BLOCK_M + (wg * kWaves + w) * 64, n0, m, SHAPE_N, wg_thread, 1 + wg,
+                   mb * BLOCK_M + (wg * kWaves + w) * 64, n0, m, SHAPE_N, st_thread, 1 + wg,
                    store_seq);
     }
     Store::drain(wg_thread);

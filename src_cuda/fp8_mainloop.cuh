@@ -32,10 +32,11 @@ __device__ __forceinline__ StageView stage_view(const GemmSmem& s,
 }
 
 
-// One math warpgroup's share of a tile: kWaves 64-row waves starting at
-// wave `first_wave` of the tile.
+// One math warpgroup's share of a tile: kWaves 64-row waves, the
+// warpgroup's rows of the tile.
 template <typename Mma, u32 BLOCK_M, u32 BLOCK_N, u32 kWaves, bool kSbPerRow>
 struct Fp8TileMath {
+  static constexpr bool kStagger = jaxgemm_plan::math_warpgroups(BLOCK_M) == 2;
   static constexpr u32 kAcc = Mma::kNumAccum;
   static constexpr u32 kKSteps = 128 / 32;
   // Results (kWaves sets) plus two accumulators in flight; 192 leaves ~40 of
@@ -43,17 +44,22 @@ struct Fp8TileMath {
   // spills in tests/test_jit_compile.py).
   static constexpr bool kPipelined = kWaves <= 2 && (kWaves + 2) * kAcc <= 192;
 
+  // A stage's scales for one wave of this thread: its two rows' A scales and
+  // (per-block B scales) the tile's two B block scales.
   struct Scales {
     float a0, a1, b0, b1;
-    const float* sbs;
   };
 
   u32 row;    // this thread's first accumulator row within the tile, wave 0
   u32 a_off;  // byte offset of this warpgroup's first wave in an A stage
   u32 q;      // lane % 4: the accumulator column pair
+  u32 wg;     // math warpgroup index (0 or 1)
 
-  __device__ __forceinline__ Fp8TileMath(u32 first_wave, u32 warp, u32 lane)
-      : row(first_wave * 64 + warp * 16 + lane / 4), a_off(first_wave * 64 * 128), q(lane % 4) {}
+  __device__ __forceinline__ Fp8TileMath(u32 wg_, u32 warp, u32 lane)
+      : row(wg_ * kWaves * 64 + warp * 16 + lane / 4),
+        a_off(wg_ * kWaves * 64 * 128),
+        q(lane % 4),
+        wg(wg_) {}
 
   __device__ __forceinline__ Scales read_scales(const StageView& v, u32 s, u32 w) const {
     const float* sf = reinterpret_cast<const float*>(v.sf + s * v.sf_bytes);
@@ -62,13 +68,15 @@ struct Fp8TileMath {
     sc.a1 = sf[row + w * 64 + 8];
     if constexpr (kSbPerRow) {
       sc.b0 = sc.b1 = 0.f;
-      sc.sbs = reinterpret_cast<const float*>(v.sb + s * v.sb_bytes);
     } else {
       sc.b0 = sf[BLOCK_M];
       sc.b1 = sf[BLOCK_M + 1];
-      sc.sbs = nullptr;
     }
     return sc;
+  }
+  // Per-row B scales: the stage's BLOCK_N column scales.
+  __device__ __forceinline__ static const float* col_scales(const StageView& v, u32 s) {
+    return reinterpret_cast<const float*>(v.sb + s * v.sb_bytes);
   }
 
   // Issues (does not wait for) acc = A_wave @ B^T over stage s.
@@ -86,11 +94,11 @@ struct Fp8TileMath {
   // fin += acc * sa[row] * sb.  Per-block B scales: columns before `boundary`
   // use b0, the rest b1 (a tile straddling two 128-column blocks).
   __device__ __forceinline__ void promote(float* fin, const float* acc, const Scales& sc,
-                                          u32 boundary) const {
+                                          const float* sbs, u32 boundary) const {
     if constexpr (kSbPerRow) {
 #pragma unroll
       for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-        const float2 bs = *reinterpret_cast<const float2*>(sc.sbs + 8 * j + 2 * q);
+        const float2 bs = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
         fin[4 * j + 0] += acc[4 * j + 0] * (sc.a0 * bs.x);
         fin[4 * j + 1] += acc[4 * j + 1] * (sc.a0 * bs.y);
         fin[4 * j + 2] += acc[4 * j + 2] * (sc.a1 * bs.x);
@@ -130,6 +138,24 @@ struct Fp8TileMath {
   }
 
  private:
+  // Two math warpgroups start a tile half a wave apart: warpgroup 1 issues
+  // its first wgmma only once warpgroup 0's first one is done.  Started
+  // together, both wait on the same stages, their wgmmas share the tensor
+  // cores and finish together, and both then promote while the tensor cores
+  // idle; offset, one promotes while the other's wgmma runs, and the offset
+  // persists through the tile.
+  static constexpr u32 kStaggerBarrier = 7;  // named barrier ids 1-2 are the epilogue's
+  __device__ __forceinline__ void stagger_wait() const {
+#ifndef JAXGEMM_NO_STAGGER
+    if (kStagger && wg == 1) named_barrier_sync(kStaggerBarrier, 256);
+#endif
+  }
+  __device__ __forceinline__ void stagger_signal() const {
+#ifndef JAXGEMM_NO_STAGGER
+    if (kStagger && wg == 0) named_barrier_arrive(kStaggerBarrier, 256);
+#endif
+  }
+
   template <class RingT>
   __device__ __forceinline__ static void advance(u32& stage, u32& phase) {
     if (++stage == RingT::kNumStages) stage = 0, phase ^= 1;
@@ -142,18 +168,21 @@ struct Fp8TileMath {
     float acc[kAcc];
     for (u32 kb = 0; kb < num_k_blocks; ++kb) {
       mbar_wait(&ring.full[stage], phase);
+      // Few live registers here: two waves of results already hold 2 * kAcc.
       Scales sc[kWaves];
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w) sc[w] = read_scales(v, stage, w);
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w) {
+        if (w == 0 && kb == 0) stagger_wait();
         issue(v, stage, w, acc);
 #pragma unroll
         for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[i]);
         wgmma_wait<0>();
 #pragma unroll
         for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[i]);
-        promote(fin[w], acc, sc[w], boundary);
+        if (w == 0 && kb == 0) stagger_signal();
+        promote(fin[w], acc, sc[w], col_scales(v, stage), boundary);
       }
       ring.release(stage, lane);
       advance<RingT>(stage, phase);
@@ -176,6 +205,7 @@ struct Fp8TileMath {
     mbar_wait(&ring.full[stage], phase);
     sc[0] = read_scales(v, stage, 0);
     job_stage[0] = stage;
+    stagger_wait();
     issue(v, stage, 0, acc[0]);
     for (u32 j = 0; j < jobs; j += 2) {
       step<0>(j, jobs, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
@@ -212,7 +242,8 @@ struct Fp8TileMath {
     }
 #pragma unroll
     for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[P][i]);
-    promote(fin[w], acc[P], sc[P], boundary);
+    if (j == 0) stagger_signal();
+    promote(fin[w], acc[P], sc[P], col_scales(v, job_stage[P]), boundary);
     if (w == kWaves - 1) ring.release(job_stage[P], lane);
   }
 };

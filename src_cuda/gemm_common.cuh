@@ -61,8 +61,9 @@ __device__ __forceinline__ GemmSmem carve_gemm_smem(unsigned char* raw,
 }
 
 // The stage ring: "full" barriers (the producer's expected bytes, completed
-// by TMA) and "empty" barriers (one arrival per consumer warp of every CTA of
-// the cluster, since a multicast writes every CTA's copy of the stage).
+// by TMA) and "empty" barriers (every lane of this CTA's consumer warps,
+// plus one arrival per consumer warp of each peer CTA of the cluster, since a
+// multicast writes every CTA's copy of the stage).
 template <u32 kStages, u32 kCluster>
 struct Ring {
   static constexpr u32 kNumStages = kStages;
@@ -72,21 +73,22 @@ struct Ring {
 #pragma unroll
     for (u32 s = 0; s < kStages; ++s) {
       mbar_init(&full[s], producers);
-      mbar_init(&empty[s], consumer_warps * kCluster);
+      mbar_init(&empty[s], consumer_warps * (32 + kCluster - 1));
     }
     fence_barrier_init();
   }
   // Called by every lane of a consumer warp once it is done with `stage`.
-  // The __syncwarp orders every lane's reads of the stage (scales read into
-  // registers by all 32 lanes) before the one arrival that frees it; without
-  // it the arrival only covers the arriving lane's own reads (racecheck saw
-  // the refill race a lagging lane's scale read on a 64x16 tile).
+  // Every lane arrives (release) on its own CTA's barrier, so each lane's
+  // reads of the stage (the scales it loaded) are ordered before the refill
+  // by the barrier itself; lanes < kCluster other than this CTA's rank also
+  // arrive on that peer's barrier, whose producer multicasts into this CTA.
+  // (A __syncwarp and one lane's arrive is also correct, but racecheck does
+  // not carry the warp barrier over to the other lanes and reported the
+  // refill racing their scale reads wherever the ring wrapped inside a tile.)
   __device__ __forceinline__ void release(u32 stage, u32 lane) const {
-    __syncwarp();
-    if constexpr (kCluster == 1) {
-      if (lane == 0) mbar_arrive(&empty[stage]);
-    } else {
-      if (lane < kCluster) mbar_arrive_cluster(&empty[stage], lane);
+    mbar_arrive(&empty[stage]);
+    if constexpr (kCluster > 1) {
+      if (lane < kCluster && lane != cluster_ctarank()) mbar_arrive_cluster(&empty[stage], lane);
     }
   }
 };

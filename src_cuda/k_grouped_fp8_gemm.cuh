@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     // ---------------- math warpgroups ----------------
     warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
-    const Math math(wg * kWaves, warp, lane);
+    const Math math(wg, warp, lane);
     const StageView view = stage_view(sm, kPlan);
     u32 stage = 0, phase = 0, store_seq = 0;
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
@@ -127,13 +127,14 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       sched.tile(t, rank, g, mb, nb, blk0, nblk);
       float fin[kWaves][Mma::kNumAccum];
       math.run(fin, nblk, ring, view, stage, phase, lane, 0);
+      const u32 st_thread = opaque(wg_thread);  // epilogue addressing after the K loop
       // An empty group leaves D[g] = C[g] when accumulating.
       if (kAccumulate && nblk == 0) continue;
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
         Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,
                    mb * BLOCK_M + (wg * kWaves + w) * 64, nb * BLOCK_N, SHAPE_M, SHAPE_N,
-                   wg_thread, 1 + wg, store_seq, static_cast<int>(g));
+                   st_thread, 1 + wg, store_seq, static_cast<int>(g));
     }
     Store::drain(wg_thread);
   }

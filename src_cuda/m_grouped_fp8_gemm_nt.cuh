@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     // ---------------- math warpgroups ----------------
     warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
-    const Math math(wg * kWaves, warp, lane);
+    const Math math(wg, warp, lane);
     const StageView view = stage_view(sm, kPlan);
     u32 stage = 0, phase = 0;
     for (u32 t = sched.first_unit(); sched.find(t); t += sched.unit_stride()) {
@@ -151,10 +151,11 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       // A zero tile (g < 0) runs no K loop: its result is zero.
       float fin[kWaves][Mma::kNumAccum];
       math.run(fin, g >= 0 ? kNumKBlocks : 0, ring, view, stage, phase, lane, boundary);
+      const u32 st_thread = opaque(wg_thread);  // epilogue addressing after the K loop
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
         Store::run(fin[w], sm.d + wg * Store::kBytes, d, kLdBytes,
-                   row0 + (wg * kWaves + w) * 64, row_end, n0, SHAPE_N, wg_thread, 1 + wg);
+                   row0 + (wg * kWaves + w) * 64, row_end, n0, SHAPE_N, st_thread, 1 + wg);
     }
   }
   if constexpr (kCluster > 1) cluster_sync();
