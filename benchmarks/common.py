@@ -63,6 +63,8 @@ def write_results(name: str, records: list[dict], extra: dict | None = None) -> 
     out_dir = Path(os.environ.get("JAXGEMM_RESULTS_DIR", RESULTS))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}_{stamp}.json"
+    if path.exists():  # two runs within a minute: keep both
+        path = out_dir / f"{name}_{stamp}{datetime.datetime.now().strftime('%S')}.json"
     path.write_text(json.dumps(doc, indent=1))
     return path
 

@@ -120,9 +120,11 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                     _L2_BYTES_PER_CLK_PER_SM
                 # A cluster tile past the N edge still costs its CTAs' time.
                 t = max(waves * max(compute, l2) / _CLOCK, hbm_s)
-                # Ties: bigger tiles, then multicast (it also eases L2 beyond
+                # Ties: bigger tiles, then taller ones (fewer M blocks read B
+                # fewer times: 128x64 beat 64x128 by 11-13% at M = 128 in the
+                # 2026-11-27 sweep), then multicast (it also eases L2 beyond
                 # what the model counts: the sweep's large-M winners all used it).
-                key = (round(t * 1e7), -bm * bn, -cluster)
+                key = (round(t * 1e7), -bm * bn, -bm, -cluster)
                 if best is None or key < best[0]:
                     best = (key, GemmConfig(bm, bn, stages, cluster), t)
     assert best is not None
