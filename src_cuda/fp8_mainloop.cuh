@@ -3,13 +3,18 @@
 // accumulator, then promotion into the FP32 result on the CUDA cores,
 // multiplied by the A row scale and the B block (or column) scale.
 //
-// Two schedules, chosen at compile time by the register budget:
-// - pipelined: two wgmma accumulators.  The next (stage, wave) job's wgmma
-//   is issued before the current job's promotion, so the tensor cores work
-//   while this warpgroup promotes.  Without it the tensor cores idle during
-//   the promotion unless the other math warpgroup happens to be out of step.
-//   Needs (waves + 2) accumulator sets in registers.
-// - serial: one accumulator; wgmma, wait, promote, per wave.
+// Two schedules, chosen at compile time:
+// - pipelined (one 64-row wave per warpgroup, BLOCK_N <= 128): two wgmma
+//   accumulators; the next stage's wgmma is issued before this stage's
+//   promotion, so the tensor cores work while this warpgroup promotes.
+//   Measured on the H100 (2026-11-27, same run): 128x128 tiles 5-6% faster
+//   than serial.  Needs three accumulator sets in registers.
+// - serial: one accumulator; per wave wgmma, wait, promote.  Kept for two
+//   waves per warpgroup (256-row tiles): their pipelined form (two results
+//   plus two accumulators, only for BLOCK_N <= 96) measured 7-9% slower than
+//   serial on 256x96, and 256x128, the best large-M tile, cannot hold it.
+// With two math warpgroups, both start each tile half a wave apart (see
+// stagger_wait): +2-5% on 256x128 tiles in the same A/B run.
 #pragma once
 
 #include "gemm_common.cuh"
@@ -31,7 +36,6 @@ __device__ __forceinline__ StageView stage_view(const GemmSmem& s,
   return StageView{s.a, s.b, s.sb, s.sf, p.a_stage, p.b_stage, p.sb_stage, p.sf_stage};
 }
 
-
 // One math warpgroup's share of a tile: kWaves 64-row waves, the
 // warpgroup's rows of the tile.
 template <typename Mma, u32 BLOCK_M, u32 BLOCK_N, u32 kWaves, bool kSbPerRow>
@@ -39,10 +43,10 @@ struct Fp8TileMath {
   static constexpr bool kStagger = jaxgemm_plan::math_warpgroups(BLOCK_M) == 2;
   static constexpr u32 kAcc = Mma::kNumAccum;
   static constexpr u32 kKSteps = 128 / 32;
-  // Results (kWaves sets) plus two accumulators in flight; 192 leaves ~40 of
-  // the 232 registers for addresses, scales and loop state (checked: no
-  // spills in tests/test_jit_compile.py).
-  static constexpr bool kPipelined = kWaves <= 2 && (kWaves + 2) * kAcc <= 192;
+  // The result plus two accumulators in flight; 192 leaves ~40 of the 232
+  // registers for addresses, scales and loop state (checked: no spills in
+  // tests/test_jit_compile.py).
+  static constexpr bool kPipelined = kWaves == 1 && 3 * kAcc <= 192;
 
   // A stage's scales for one wave of this thread: its two rows' A scales and
   // (per-block B scales) the tile's two B block scales.
@@ -189,16 +193,16 @@ struct Fp8TileMath {
     }
   }
 
-  // Jobs j = kb * kWaves + w in order; job j's accumulator is acc[j % 2]
-  // (for two waves that is acc[w]).  Job j + 1 is issued before job j is
-  // promoted.
+  // Stage kb's accumulator is acc[kb % 2]; stage kb + 1's wgmma is issued
+  // before stage kb is promoted.
   template <class RingT>
   __device__ __forceinline__ void run_pipelined(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
                                                 const RingT& ring, const StageView& v,
                                                 u32& stage, u32& phase, u32 lane,
                                                 u32 boundary) const {
+    static_assert(kWaves == 1, "the pipelined schedule runs one wave per warpgroup");
     if (num_k_blocks == 0) return;
-    const u32 jobs = num_k_blocks * kWaves;
+    const u32 jobs = num_k_blocks;
     float acc[2][kAcc];
     Scales sc[2];
     u32 job_stage[2];
@@ -215,25 +219,21 @@ struct Fp8TileMath {
     advance<RingT>(stage, phase);
   }
 
-  // One step of the pipelined schedule: issue job j + 1 (into the other
-  // accumulator), then wait for job j only, promote it, and release its
-  // stage after its last wave.  P = j % 2 names job j's accumulator.
+  // One step of the pipelined schedule: issue stage j + 1's wgmma (into the
+  // other accumulator), then wait for stage j's only, promote it and release
+  // the stage.  P = j % 2 names stage j's accumulator.
   template <u32 P, class RingT>
   __device__ __forceinline__ void step(u32 j, u32 jobs, float (&fin)[kWaves][kAcc],
                                        float (&acc)[2][kAcc], Scales (&sc)[2],
                                        u32 (&job_stage)[2], const RingT& ring,
                                        const StageView& v, u32& stage, u32& phase, u32 lane,
                                        u32 boundary) const {
-    constexpr u32 w = kWaves == 2 ? P : 0;       // job j's wave
-    constexpr u32 nw = kWaves == 2 ? 1 - P : 0;  // job j + 1's wave
     if (j + 1 < jobs) {
-      if (nw == 0) {  // job j + 1 starts the next K block
-        advance<RingT>(stage, phase);
-        mbar_wait(&ring.full[stage], phase);
-      }
-      sc[1 - P] = read_scales(v, stage, nw);
+      advance<RingT>(stage, phase);
+      mbar_wait(&ring.full[stage], phase);
+      sc[1 - P] = read_scales(v, stage, 0);
       job_stage[1 - P] = stage;
-      issue(v, stage, nw, acc[1 - P]);
+      issue(v, stage, 0, acc[1 - P]);
 #pragma unroll
       for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[1 - P][i]);
       wgmma_wait<1>();
@@ -243,8 +243,8 @@ struct Fp8TileMath {
 #pragma unroll
     for (u32 i = 0; i < kAcc; ++i) reg_fence(acc[P][i]);
     if (j == 0) stagger_signal();
-    promote(fin[w], acc[P], sc[P], col_scales(v, job_stage[P]), boundary);
-    if (w == kWaves - 1) ring.release(job_stage[P], lane);
+    promote(fin[0], acc[P], sc[P], col_scales(v, job_stage[P]), boundary);
+    ring.release(job_stage[P], lane);
   }
 };
 
