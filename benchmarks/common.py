@@ -27,8 +27,13 @@ def commit() -> str:
     if os.environ.get("JAXGEMM_COMMIT"):
         return os.environ["JAXGEMM_COMMIT"]
     try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
+        # A copied working tree (the device runs) can carry edits past the
+        # .git it came with: say so instead of naming a commit it is not.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+modified" if dirty else "")
     except Exception:
         return "unknown"
 
