@@ -31,6 +31,13 @@ _HBM_BYTES = 3.0e12
 # FP8 promotion with its own wgmma; two can; 256-row tiles halve B traffic.
 _FP8_EFFICIENCY = {64: 0.55, 128: 0.75, 256: 0.8}
 _BF16_EFFICIENCY = {64: 0.7, 128: 0.85, 256: 0.9}
+# FP8: 64 < M <= 128 split into two 64-row blocks (one math warpgroup each, B
+# streamed twice) ran 8-15% behind one 128-row block where both fill the
+# SMs in one wave: 128x7168x16384 644-656 TFLOPS with 128x64 (sweeps of
+# 2026-11-27, three calls) against 586-594 with the model's 64x112;
+# 128x7168x2048 423 against 367.  Where 64-row tiles win clearly (N <= 4096
+# at K = 7168: 64x64, 64x32) this factor does not change the choice.
+_SPLIT_M_PENALTY = 1.15
 # Clusters (A multicast) paid off only with several M blocks in the sweep.
 _MIN_M_FOR_CLUSTER = 256
 _MAX_STAGES = 12
@@ -120,6 +127,8 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                     _L2_BYTES_PER_CLK_PER_SM
                 # A cluster tile past the N edge still costs its CTAs' time.
                 t = max(waves * max(compute, l2) / _CLOCK, hbm_s)
+                if fp8 and bm == 64 and 64 < m <= 128:
+                    t *= _SPLIT_M_PENALTY
                 # Ties: bigger tiles, then taller ones (fewer M blocks read B
                 # fewer times: 128x64 beat 64x128 by 11-13% at M = 128 in the
                 # 2026-11-27 sweep), then multicast (it also eases L2 beyond

@@ -40,3 +40,14 @@ def test_k_grouped_tiles(m, n):
     assert (fp8.block_m, fp8.block_n, fp8.cluster) == (128, 192, 1)  # measured best (ksweep)
     bf16 = _kernels._k_grouped_config(m, n, 4096, False, None)
     assert bf16.block_m <= 128 and bf16.cluster <= 2
+
+
+@pytest.mark.parametrize("m,n,k,want", [
+    (128, 7168, 16384, (128, 64)),  # measured 644-656 vs 586-594 for 64x112
+    (128, 7168, 2048, (128, 64)),   # 423 vs 367
+    (128, 4096, 7168, (64, 64)),    # 64-row tiles stay where they won (482 vs 380)
+    (128, 2112, 7168, (64, 32)),    # 328 vs 205
+])
+def test_fp8_tiles_at_m_128_follow_the_sweeps(m, n, k, want):
+    cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=2)
+    assert (cfg.block_m, cfg.block_n) == want, cfg
