@@ -4,10 +4,12 @@ cuBLASLt FP8 (through torch) where torch is importable.
 Sets (benchmarks/data/shapes.json): `dense_fp8_nt` (D = A @ B^T, BF16 out)
 and `dense_fp32_accumulate` (D = C + A @ B^T, FP32, both operands with 1x128
 scales: the weight-gradient form); `--bf16` adds BF16 dense against XLA's
-bf16 dot (cuBLAS).  Prints a table, writes JSON (and a PNG chart) to
-benchmarks/results/ or $JAXGEMM_RESULTS_DIR.
+bf16 dot (cuBLAS); `--layouts` times the nn/tn/tt variants against nt on
+operands already stored in their layouts (the cost of their transposes).
+Prints a table, writes JSON (and a PNG chart) to benchmarks/results/ or
+$JAXGEMM_RESULTS_DIR.
 
-    python benchmarks/bench_dense.py [--quick] [--bf16] [--no-torch]
+    python benchmarks/bench_dense.py [--quick] [--bf16] [--no-torch] [--layouts]
 """
 from __future__ import annotations
 
@@ -218,6 +220,9 @@ def main():
     p.add_argument("--sets", default="dense_fp8_nt,dense_fp32_accumulate")
     p.add_argument("--only-jaxgemm", action="store_true",
                    help="time jaxgemm alone (kernel A/B runs; implies --no-torch)")
+    p.add_argument("--layouts", action="store_true",
+                   help="also nn/tn/tt against nt, FP8 and BF16, on --layout-shapes")
+    p.add_argument("--layout-shapes", default="64x7168x2048,128x7168x16384,4096x7168x2048,4096x4096x7168")
     p.add_argument("--num-sms", default="",
                    help="comma-separated SM caps to time jaxgemm at as well (e.g. 120,108: the "
                         "cost of leaving SMs to overlapping collectives)")
@@ -226,7 +231,7 @@ def main():
     goals = common.goals()
     all_records = []
     tables = {}
-    for set_name in args.sets.split(","):
+    for set_name in (s for s in args.sets.split(",") if s):
         caps = tuple(int(v) for v in args.num_sms.split(",") if v)
         recs, table = run_set(set_name, shapes[set_name], accumulate=set_name == "dense_fp32_accumulate",
                               use_torch=not (args.no_torch or args.only_jaxgemm), goals=goals,
@@ -237,6 +242,14 @@ def main():
         recs, table = run_bf16(shapes["dense_fp8_nt"])
         all_records += recs
         tables["bf16_dense"] = table
+    if args.layouts:
+        shapes_l = [tuple(int(v) for v in s.split("x")) for s in args.layout_shapes.split(",") if s]
+        recs, table = run_layouts(shapes_l)
+        all_records += recs
+        common.print_table(table, [("shape", "shape", ""), ("dtype", "dtype", ""),
+                                   ("nt_us", "nt us", "{:.1f}"), ("nn", "nn/nt", "{:.2f}"),
+                                   ("tn", "tn/nt", "{:.2f}"), ("tt", "tt/nt", "{:.2f}"),
+                                   ("kernels", "kernels nt/nn/tn/tt", "")])
     path = common.write_results("dense", all_records)
     cols = [("shape", "shape", ""), ("us", "us", "{:.1f}"), ("jaxgemm", "TFLOPS", "{:.0f}"),
             ("gbps", "GB/s", "{:.0f}"), ("goal", "goal", "{}"), ("vs_goal", "x goal", "{:.2f}"),
@@ -286,6 +299,58 @@ def run_bf16(rows):
         row["x_xla_bf16"] = row["jaxgemm"] / row["xla_bf16"]
         table.append(row)
         print(f"  bf16 {m}x{n}x{k}: {row['jaxgemm']:.0f} vs {row['xla_bf16']:.0f} TFLOPS", flush=True)
+    return records, table
+
+
+
+def _stored(layout, qa, qb):
+    """(A, B) as the `layout` variant takes them: data and scales transposed
+    where the layout stores that operand K-major-transposed."""
+    t = lambda q: (q[0].T, q[1].T) if isinstance(q, tuple) else q.T  # noqa: E731
+    a = t(qa) if layout[0] == "t" else qa
+    b = t(qb) if layout[1] == "n" else qb
+    return a, b
+
+
+def run_layouts(rows):
+    """Time fp8/bf16 nn, tn, tt against nt on operands already stored in each
+    layout: what the variants' transposes (XLA fusions around the NT kernel)
+    cost."""
+    records, table = [], []
+    for (m, n, k) in rows:
+        for dtype in ("fp8", "bf16"):
+            count = timing.num_sets_for(2 * (m * k + n * k + m * n))
+            key = jax.random.PRNGKey(m + n + k)
+            base = []
+            for i in range(count):
+                ka, kb = jax.random.split(jax.random.fold_in(key, i))
+                a = jax.random.normal(ka, (m, k), F32)
+                b = jax.random.normal(kb, (n, k), F32)
+                if dtype == "fp8":
+                    base.append((jaxgemm.per_token_cast_to_fp8(a), jaxgemm.per_block_cast_to_fp8(b)))
+                else:
+                    base.append((a.astype(BF16), b.astype(BF16)))
+            row = {"shape": f"{m}x{n}x{k}", "dtype": dtype}
+            kernels = []
+            for layout in ("nt", "nn", "tn", "tt"):
+                fn = getattr(jaxgemm, f"{dtype}_gemm_{layout}")
+                sets = [jax.block_until_ready(_stored(layout, qa, qb)) for qa, qb in base]
+                t = timing.time_op(jax.jit(lambda a, b, fn=fn: fn(a, b)), sets,
+                                   reps=max(20, 2 * count))
+                records.append(dict(op=f"{dtype}_gemm_{layout}", impl="jaxgemm", m=m, n=n, k=k,
+                                    us=round(t["us"], 2),
+                                    tflops=round(2 * m * n * k / t["us"] / 1e6, 1),
+                                    kernels_per_call=t.get("kernels_per_call"),
+                                    timing=t.get("method")))
+                kernels.append(f"{t.get('kernels_per_call', 0):.0f}")
+                if layout == "nt":
+                    row["nt_us"] = t["us"]
+                else:
+                    row[layout] = t["us"] / row["nt_us"]
+            row["kernels"] = "/".join(kernels)
+            table.append(row)
+            print(f"  layouts {dtype} {m}x{n}x{k}: nt {row['nt_us']:.1f} us, nn x{row['nn']:.2f}, "
+                  f"tn x{row['tn']:.2f}, tt x{row['tt']:.2f}", flush=True)
     return records, table
 
 
