@@ -108,6 +108,44 @@ __device__ __forceinline__ void load_a_stage(unsigned char* dst, const TmaDesc* 
   }
 }
 
+// The scale-loader warp of the FP8 kernels (per-block B scales): for one
+// tile, which of its B scale blocks exist, and per stage the copy of the
+// tile's A row scales and B block scales into the stage's scale slots.
+struct TileBScales {
+  u32 blk;            // the tile's first 128-column B scale block
+  bool first, second;  // whether that block / the next one is in the tile
+};
+template <u32 BLOCK_N>
+__device__ __forceinline__ TileBScales tile_b_scales(u32 n0, u32 shape_n, u32 n_scale_blocks,
+                                                     bool per_block) {
+  TileBScales t;
+  t.blk = n0 / 128;
+  t.first = per_block && n0 < shape_n;
+  t.second = t.first && (t.blk + 1) * 128 - n0 < BLOCK_N && t.blk + 1 < n_scale_blocks;
+  return t;
+}
+
+// sf[r] = sa[row0 + r, kb] for the tile's rows (0 at and past row_end), then
+// sf[BLOCK_M + i] = sb[blk + i, kb] for the tile's B blocks (0 where absent),
+// by cp.async from one warp; completion arrives on `full` (one arrival per
+// lane).  sa is [rows, kNumKBlocks], sb [n blocks, kNumKBlocks].
+template <u32 BLOCK_M, u32 kNumKBlocks>
+__device__ __forceinline__ void load_stage_scales(float* sf, u64* full, const float* sa, u32 row0,
+                                                  u32 row_end, const float* sb,
+                                                  const TileBScales& bs, u32 kb, u32 lane) {
+#pragma unroll
+  for (u32 i = 0; i < BLOCK_M / 32; ++i) {
+    const u32 row = row0 + i * 32 + lane;
+    const bool ok = row < row_end;
+    cp_async_4(sf + i * 32 + lane, sa + (ok ? static_cast<u64>(row) * kNumKBlocks + kb : 0), ok);
+  }
+  if (lane < 2) {
+    const bool ok = lane == 0 ? bs.first : bs.second;
+    cp_async_4(sf + BLOCK_M + lane, sb + (ok ? (bs.blk + lane) * kNumKBlocks + kb : 0), ok);
+  }
+  cp_async_mbar_arrive(full);
+}
+
 // Applies the TMA swizzle of a box whose rows are kRowBytes long (128/64/32;
 // 16 = none): the 16-byte chunk index is XORed with the row's low bits.
 template <u32 kRowBytes>

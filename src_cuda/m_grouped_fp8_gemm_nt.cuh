@@ -111,26 +111,13 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         int g;
         sched.tile(t, rank, row0, row_end, nb, g);
         if (g < 0) continue;
-        const u32 n0 = nb * BLOCK_N;
-        const u32 sb_blk = n0 / 128;
-        const bool has_first = n0 < SHAPE_N;
-        const bool has_second = has_first && (sb_blk + 1) * 128 - n0 < BLOCK_N &&
-                                sb_blk + 1 < kNumNScaleBlocks;
+        const TileBScales bs = tile_b_scales<BLOCK_N>(nb * BLOCK_N, SHAPE_N, kNumNScaleBlocks, true);
         const float* sbg = sb + static_cast<u64>(g) * kNumNScaleBlocks * kNumKBlocks;
         for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
           mbar_wait(&ring.empty[stage], phase ^ 1);
-          float* sf = reinterpret_cast<float*>(sm.sf + stage * kPlan.sf_stage);
-#pragma unroll
-          for (u32 i = 0; i < BLOCK_M / 32; ++i) {
-            const u32 row = row0 + i * 32 + lane;
-            const bool ok = row < row_end;
-            cp_async_4(sf + i * 32 + lane, sa + (ok ? static_cast<u64>(row) * kNumKBlocks + kb : 0), ok);
-          }
-          if (lane < 2) {
-            const bool ok = lane == 0 ? has_first : has_second;
-            cp_async_4(sf + BLOCK_M + lane, sbg + (ok ? (sb_blk + lane) * kNumKBlocks + kb : 0), ok);
-          }
-          cp_async_mbar_arrive(&ring.full[stage]);
+          load_stage_scales<BLOCK_M, kNumKBlocks>(
+              reinterpret_cast<float*>(sm.sf + stage * kPlan.sf_stage), &ring.full[stage], sa,
+              row0, row_end, sbg, bs, kb, lane);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
       }
