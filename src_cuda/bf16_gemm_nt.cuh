@@ -42,16 +42,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
   const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
-  if (tid == kMathThreads) {
-    tma_prefetch_desc(&tm_a);
-    tma_prefetch_desc(&tm_b);
-    tma_prefetch_desc(&tm_d);
-    ring.init(kMathWG * 4);
-  }
-  if constexpr (kCluster > 1)
-    cluster_sync();
-  else
-    __syncthreads();
+  gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1, &tm_a, &tm_b, &tm_d);
 
   const DenseScheduler<kBandN, kCluster> sched(m, BLOCK_M, SHAPE_N, BLOCK_N);
 

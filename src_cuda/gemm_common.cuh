@@ -93,6 +93,25 @@ struct Ring {
   }
 };
 
+// The start every GEMM kernel shares: one producer thread prefetches the
+// TMA descriptors and initialises the ring ("full" expects `producers`
+// arrivals per stage), then the CTA synchronises; in a cluster every CTA
+// does, since a peer's barriers must be initialised before anyone multicasts
+// into its shared memory.
+template <u32 kStages, u32 kCluster, typename... Desc>
+__device__ __forceinline__ void gemm_prologue(const Ring<kStages, kCluster>& ring, bool init_thread,
+                                              u32 consumer_warps, u32 producers,
+                                              const Desc*... descs) {
+  if (init_thread) {
+    (tma_prefetch_desc(descs), ...);
+    ring.init(consumer_warps, producers);
+  }
+  if constexpr (kCluster > 1)
+    cluster_sync();
+  else
+    __syncthreads();
+}
+
 // Loads one stage's A tile: the whole tile, or with a cluster this CTA's
 // 1/kCluster slice of its rows, multicast to every CTA of the cluster.
 template <u32 BLOCK_M, u32 kCluster>
