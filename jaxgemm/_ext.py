@@ -9,6 +9,9 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -121,6 +124,35 @@ def nvrtc_available() -> bool:
         return True
     except RuntimeError:
         return False
+
+
+def nvdisasm_path() -> str | None:
+    """nvdisasm from the nvidia-cuda-nvdisasm wheel, else on PATH (developer tool)."""
+    try:
+        import nvidia  # type: ignore
+
+        for root in nvidia.__path__:
+            for cand in glob.glob(os.path.join(root, "*", "bin", "nvdisasm")):
+                return cand
+    except ImportError:
+        pass
+    return shutil.which("nvdisasm")
+
+
+def disassemble(cubin: bytes) -> list[str] | None:
+    """The SASS instructions of a cubin, one per line (addresses and encodings
+    stripped), or None without nvdisasm.  For tests and tools, never the
+    execute path."""
+    tool = nvdisasm_path()
+    if tool is None:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        out = subprocess.run([tool, "-c", path], capture_output=True, text=True,
+                             check=True).stdout
+    return [ln.split("*/", 1)[-1].strip() for ln in out.splitlines() if "/*" in ln and "*/" in ln]
 
 
 def runtime_info() -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,18 +16,6 @@ from jaxgemm import _config, _ext, _kernels
 
 pytestmark = pytest.mark.skipif(not _ext.nvrtc_available(),
                                 reason="NVRTC not found (pip install nvidia-cuda-nvrtc)")
-
-
-def _nvdisasm():
-    try:
-        import nvidia  # type: ignore
-
-        for root in nvidia.__path__:
-            for cand in glob.glob(os.path.join(root, "*", "bin", "nvdisasm")):
-                return cand
-    except ImportError:
-        pass
-    return shutil.which("nvdisasm")
 
 
 @pytest.fixture
@@ -60,27 +47,21 @@ def test_compiles_for_sm90a_without_spills(spec, fresh_cache):
     assert "sm_90a" in log
     assert "0 bytes spill stores, 0 bytes spill loads" in log, log
     assert info["seconds"] < 10
-    tool = _nvdisasm()
-    if tool is None:
+    lines = _ext.disassemble(info["cubin"])
+    if lines is None:
         pytest.skip("nvdisasm not found: SASS not checked")
-    cubin = fresh_cache / "k.cubin"
-    cubin.write_bytes(info["cubin"])
-    sass = subprocess.run([tool, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
+    sass = "\n".join(lines)
     if not spec["kernel"].startswith("k_grouped_pack"):  # the packer only moves bytes
         want = "HGMMA" if "bf16" in spec["kernel"] else "QGMMA"
         assert want in sass, f"no {want} in the SASS of {info['lowered_name']}"
     assert "LDL" not in sass and "STL" not in sass, "local memory traffic"
 
 
-def _sass(spec, tmp_path):
-    tool = _nvdisasm()
-    if tool is None:
+def _sass(spec):
+    lines = _ext.disassemble(_ext.native.compile_kernel(spec, True)["cubin"])
+    if lines is None:
         pytest.skip("nvdisasm not found: SASS not checked")
-    info = _ext.native.compile_kernel(spec, True)
-    cubin = tmp_path / "k.cubin"
-    cubin.write_bytes(info["cubin"])
-    out = subprocess.run([tool, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
-    return [ln.split("*/", 1)[-1].strip() for ln in out.splitlines() if "/*" in ln and "*/" in ln]
+    return lines
 
 
 @pytest.mark.parametrize("bm,bn,cluster,pipelined", [
@@ -97,7 +78,7 @@ def test_fp8_k_loop_schedule(bm, bn, cluster, pipelined, fresh_cache):
     it into every K iteration, 13% slower on the H100)."""
     spec = dict(_kernels.SAMPLE_SPECS[0], n=7168, k=16384, block_m=bm, block_n=bn,
                 stages=_config._max_stages(bm, bn, 1, 2, False), cluster=cluster)
-    sass = _sass(spec, fresh_cache)
+    sass = _sass(spec)
     waits = [ln for ln in sass if ln.startswith("WARPGROUP.DEPBAR.LE gsb0")]
     assert any("0x1" in w for w in waits) == pipelined, waits
     if not pipelined:

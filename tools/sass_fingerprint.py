@@ -11,10 +11,8 @@ JAXGEMM_NVRTC_PATH) to see which kernels moved.
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import os
-import subprocess
 import tempfile
 
 from jaxgemm import _ext, _kernels
@@ -24,22 +22,14 @@ EXTRA_DENSE = [(256, 128, 3, 2), (128, 128, 5, 2), (64, 128, 8, 1), (256, 96, 4,
                (64, 32, 12, 1), (128, 64, 8, 1)]
 
 
-def _nvdisasm() -> str:
-    import nvidia  # type: ignore
-
-    for root in nvidia.__path__:
-        for cand in glob.glob(os.path.join(root, "*", "bin", "nvdisasm")):
-            return cand
-    raise SystemExit("nvdisasm not found (pip install nvidia-cuda-nvdisasm)")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", default=None, help="kernel source folder (default: src_cuda)")
     p.add_argument("--keep", default=None, help="also write each kernel's SASS into this folder")
     args = p.parse_args()
     _ext.ensure_jit()
-    tool = _nvdisasm()
+    if _ext.nvdisasm_path() is None:
+        raise SystemExit("nvdisasm not found (pip install nvidia-cuda-nvdisasm)")
     base = dict(_kernels.SAMPLE_SPECS[0])
     specs = list(_kernels.SAMPLE_SPECS) + [
         dict(base, n=7168, k=16384, block_m=bm, block_n=bn, stages=st, cluster=cl)
@@ -47,13 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         _ext.native.configure_jit(args.source or _ext.source_dir(), tmp)
         for i, spec in enumerate(specs):
-            info = _ext.native.compile_kernel(spec, True)
-            cubin = os.path.join(tmp, "k.cubin")
-            with open(cubin, "wb") as f:
-                f.write(info["cubin"])
-            out = subprocess.run([tool, "-c", cubin], capture_output=True, text=True,
-                                 check=True).stdout
-            lines = [ln.split("*/", 1)[-1].strip() for ln in out.splitlines() if "*/" in ln]
+            lines = _ext.disassemble(_ext.native.compile_kernel(spec, True)["cubin"])
             text = "\n".join(lines)
             if args.keep:
                 os.makedirs(args.keep, exist_ok=True)
