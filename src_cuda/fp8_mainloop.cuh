@@ -147,7 +147,8 @@ struct Fp8TileMath {
   // together, both wait on the same stages, their wgmmas share the tensor
   // cores and finish together, and both then promote while the tensor cores
   // idle; offset, one promotes while the other's wgmma runs, and the offset
-  // persists through the tile.
+  // persists through the tile.  (Defining JAXGEMM_NO_STAGGER in a copy of
+  // this header turns it off, for same-run A/B timing.)
   static constexpr u32 kStaggerBarrier = 7;  // named barrier ids 1-2 are the epilogue's
   __device__ __forceinline__ void stagger_wait() const {
 #ifndef JAXGEMM_NO_STAGGER
@@ -172,7 +173,6 @@ struct Fp8TileMath {
     float acc[kAcc];
     for (u32 kb = 0; kb < num_k_blocks; ++kb) {
       mbar_wait(&ring.full[stage], phase);
-      // Few live registers here: two waves of results already hold 2 * kAcc.
       Scales sc[kWaves];
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w) sc[w] = read_scales(v, stage, w);
@@ -193,8 +193,8 @@ struct Fp8TileMath {
     }
   }
 
-  // Stage kb's accumulator is acc[kb % 2]; stage kb + 1's wgmma is issued
-  // before stage kb is promoted.
+  // Stage j's accumulator is acc[j % 2]; stage j + 1's wgmma is issued
+  // before stage j is promoted.
   template <class RingT>
   __device__ __forceinline__ void run_pipelined(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
                                                 const RingT& ring, const StageView& v,
@@ -202,7 +202,6 @@ struct Fp8TileMath {
                                                 u32 boundary) const {
     static_assert(kWaves == 1, "the pipelined schedule runs one wave per warpgroup");
     if (num_k_blocks == 0) return;
-    const u32 jobs = num_k_blocks;
     float acc[2][kAcc];
     Scales sc[2];
     u32 job_stage[2];
@@ -211,10 +210,11 @@ struct Fp8TileMath {
     job_stage[0] = stage;
     stagger_wait();
     issue(v, stage, 0, acc[0]);
-    for (u32 j = 0; j < jobs; j += 2) {
-      step<0>(j, jobs, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
-      if (j + 1 < jobs)
-        step<1>(j + 1, jobs, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
+    for (u32 j = 0; j < num_k_blocks; j += 2) {
+      step<0>(j, num_k_blocks, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
+      if (j + 1 < num_k_blocks)
+        step<1>(j + 1, num_k_blocks, fin, acc, sc, job_stage, ring, v, stage, phase, lane,
+                boundary);
     }
     advance<RingT>(stage, phase);
   }
@@ -223,12 +223,12 @@ struct Fp8TileMath {
   // other accumulator), then wait for stage j's only, promote it and release
   // the stage.  P = j % 2 names stage j's accumulator.
   template <u32 P, class RingT>
-  __device__ __forceinline__ void step(u32 j, u32 jobs, float (&fin)[kWaves][kAcc],
+  __device__ __forceinline__ void step(u32 j, u32 num_k_blocks, float (&fin)[kWaves][kAcc],
                                        float (&acc)[2][kAcc], Scales (&sc)[2],
                                        u32 (&job_stage)[2], const RingT& ring,
                                        const StageView& v, u32& stage, u32& phase, u32 lane,
                                        u32 boundary) const {
-    if (j + 1 < jobs) {
+    if (j + 1 < num_k_blocks) {
       advance<RingT>(stage, phase);
       mbar_wait(&ring.full[stage], phase);
       sc[1 - P] = read_scales(v, stage, 0);
