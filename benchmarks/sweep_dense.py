@@ -22,25 +22,28 @@ import common  # noqa: E402
 from jaxgemm import _timing as timing  # noqa: E402
 
 import jaxgemm  # noqa: E402
-from jaxgemm import _config, _ext, _kernels  # noqa: E402
+from jaxgemm import _config, _ext, _kernels, layout  # noqa: E402
 
 
-def candidates(m, n, k, *, fp8, out_bytes, sb_per_row, top):
+def candidates(m, n, k, *, fp8, out_bytes, sb_per_row, top, add_c=False):
     """The model's top picks plus a spread of tile shapes around them."""
     scored = []
     for bm in (64, 128, 256):
         if bm > 64 and m <= bm // 2:
             continue
+        if add_c and bm > layout.ADD_C_MAX_BLOCK_M:
+            continue
         for cluster in (1, 2, 4):
             if (bm // cluster) % 8:
                 continue
             for bn in _config._block_n_candidates(fp8, sb_per_row, bm):
-                st = _config._max_stages(bm, bn, 1 if fp8 else 2, out_bytes, sb_per_row)
+                st = _config._max_stages(bm, bn, 1 if fp8 else 2, out_bytes, sb_per_row, add_c)
                 if st < 3:
                     continue
                 cfg = _config.GemmConfig(bm, bn, st, cluster)
                 scored.append(cfg)
-    pick = _config.dense_config(m, n, k, fp8=fp8, out_bytes=out_bytes, sb_per_row=sb_per_row)
+    pick = _config.dense_config(m, n, k, fp8=fp8, out_bytes=out_bytes, sb_per_row=sb_per_row,
+                                add_c=add_c)
     # Rank by a coarse wave count so the sweep covers good and bad fills.
     def waves(c):
         units = math.ceil(m / c.block_m) * math.ceil(math.ceil(n / c.block_n) / c.cluster)
@@ -50,7 +53,7 @@ def candidates(m, n, k, *, fp8, out_bytes, sb_per_row, top):
     return out[:top]
 
 
-def parse_configs(text, *, fp8, out_bytes, sb_per_row):
+def parse_configs(text, *, fp8, out_bytes, sb_per_row, add_c=False):
     """'256x128c2,128x128x5c1' -> GemmConfigs (stages: the most that fit unless given)."""
     out = []
     for item in text.split(","):
@@ -58,7 +61,7 @@ def parse_configs(text, *, fp8, out_bytes, sb_per_row):
         parts = [int(x) for x in dims.split("x")]
         bm, bn = parts[0], parts[1]
         st = parts[2] if len(parts) > 2 else _config._max_stages(bm, bn, 1 if fp8 else 2, out_bytes,
-                                                                   sb_per_row)
+                                                                   sb_per_row, add_c)
         out.append(_config.GemmConfig(bm, bn, st, int(cluster or 1)))
     return out
 
@@ -98,9 +101,9 @@ def main():
             if args.shapes and f"{m}x{n}x{k}" not in args.shapes.split(","):
                 continue
             cfgs = (parse_configs(args.configs, fp8=True, out_bytes=4 if acc else 2,
-                                  sb_per_row=acc) if args.configs else
+                                  sb_per_row=acc, add_c=acc) if args.configs else
                     candidates(m, n, k, fp8=True, out_bytes=4 if acc else 2, sb_per_row=acc,
-                               top=args.top))
+                               top=args.top, add_c=acc))
             for cfg in cfgs:
                 jobs.append((set_name, "fp8_gemm_nt", m, n, k, cfg, acc, acc, acc))
             if args.bf16 and not acc:
@@ -155,7 +158,7 @@ def main():
                             cluster=cfg.cluster, us=round(t["us"], 2), tflops=round(tflops, 1),
                             heuristic=cfg == candidates(m, n, k, fp8=kernel != "bf16_gemm_nt",
                                                         out_bytes=4 if acc else 2,
-                                                        sb_per_row=row, top=1)[0]))
+                                                        sb_per_row=row, top=1, add_c=acc)[0]))
     # Per shape: best and heuristic pick.
     print(f"{'kernel':13} {'shape':18} {'best':22} {'TFLOPS':>7} {'heuristic':22} {'TFLOPS':>7}")
     by = {}

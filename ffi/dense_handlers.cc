@@ -15,8 +15,8 @@ namespace ffi = xla::ffi;
 namespace jaxgemm {
 namespace {
 
-// Operands: fp8: a, sa, b, sb[, sbt][, c]; bf16: a, b[, c].  `c`, when
-// present, is aliased to the result, so D already holds C.
+// Operands: fp8: a, sa, b, sb[, c]; bf16: a, b[, c].  `c` [M, N] FP32, when
+// present, is read by the kernel (not aliased to D): D = C + A @ B^T.
 ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs args,
                         ffi::Result<ffi::AnyBuffer> d) {
   const GemmSpec& spec = state->spec;
@@ -34,6 +34,7 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
   auto b = args.get<ffi::AnyBuffer>(fp8 ? 2 : 1).value();
   if (auto e = check_dims("b", b, in_type, {spec.n, spec.k}, spec); e.failure()) return e;
   if (auto e = check_dims("d", *d, out_type, {m, spec.n}, spec); e.failure()) return e;
+  if (spec.accumulate && args.size() != num_required + 1) return internal("c is missing", spec);
   if (m == 0) return ffi::Error::Success();
 
   const int64_t units = layout::ceil_div(m, spec.block_m) *
@@ -43,7 +44,7 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
 
   const auto in_dtype = fp8 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   const uint32_t box_k = static_cast<uint32_t>(128 / spec.in_bytes());  // one 128-byte row
-  CUtensorMap tm_a, tm_b, tm_d, tm_sb;
+  CUtensorMap tm_a, tm_b, tm_d, tm_c, tm_sb;
   std::memset(&tm_sb, 0, sizeof tm_sb);
   const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, spec.out_bytes());
   bool ok =
@@ -57,6 +58,16 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
                   d->untyped_data(), spec.n, m, spec.n * spec.out_bytes(), slab_cols, 64,
                   swizzle_for_row_bytes(slab_cols * spec.out_bytes()), &error);
   if (!ok) return internal(error, spec);
+  // C: the same boxes as D (its slabs are loaded where D's are staged);
+  // without C the kernel never reads tm_c.
+  tm_c = tm_d;
+  if (spec.accumulate) {
+    auto c = args.get<ffi::AnyBuffer>(num_required).value();
+    if (auto e = check_dims("c", c, ffi::DataType::F32, {m, spec.n}, spec); e.failure()) return e;
+    if (!make_tma_2d(*drv, &tm_c, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, c.untyped_data(), spec.n, m,
+                     spec.n * 4, slab_cols, 64, swizzle_for_row_bytes(slab_cols * 4), &error))
+      return internal(error, spec);
+  }
 
   uint32_t m32 = static_cast<uint32_t>(m);
   if (fp8) {
@@ -81,10 +92,10 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
     }
     const float* sa_ptr = static_cast<const float*>(sa.untyped_data());
     const float* sb_ptr = static_cast<const float*>(sb.untyped_data());
-    void* params[] = {&tm_a, &tm_b, &tm_d, &tm_sb, &sa_ptr, &sb_ptr, &m32};
+    void* params[] = {&tm_a, &tm_b, &tm_d, &tm_c, &tm_sb, &sa_ptr, &sb_ptr, &m32};
     if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
   } else {
-    void* params[] = {&tm_a, &tm_b, &tm_d, &m32};
+    void* params[] = {&tm_a, &tm_b, &tm_d, &tm_c, &m32};
     if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
   }
   return ffi::Error::Success();

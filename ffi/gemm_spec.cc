@@ -40,7 +40,8 @@ unsigned GemmSpec::smem_bytes() const {
                                       static_cast<unsigned>(block_n),
                                       static_cast<unsigned>(stages),
                                       static_cast<unsigned>(in_bytes()),
-                                      static_cast<unsigned>(out_bytes()), sb_per_row)
+                                      static_cast<unsigned>(out_bytes()), sb_per_row,
+                                      adds_c())
       .total;
 }
 
@@ -79,6 +80,8 @@ bool GemmSpec::validate(std::string* error) const {
     e << "stages and band_n must be positive";
   else if (accumulate && !out_f32)
     e << "accumulation into C needs FP32 output";
+  else if (adds_c() && block_m > jaxgemm_plan::kAddCMaxBlockM)
+    e << "a dense GEMM with C needs block_m <= " << jaxgemm_plan::kAddCMaxBlockM;
   else if (sb_per_row && !is_fp8())
     e << "per-row B scales exist only for FP8";
   if (e.str().empty()) return true;

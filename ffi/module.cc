@@ -65,6 +65,7 @@ NB_MODULE(_jaxgemm_ext, m) {
   m.attr("BLOCK_K") = L::kBlockK;
   m.attr("MAX_BLOCK_N") = L::kMaxBlockN;
   m.attr("MAX_DYNAMIC_SMEM") = jaxgemm_plan::kMaxDynamicSmem;
+  m.attr("ADD_C_MAX_BLOCK_M") = jaxgemm_plan::kAddCMaxBlockM;
   m.def("num_scale_blocks", &L::num_scale_blocks, nb::arg("k"));
   m.def("contiguous_alignment", &L::contiguous_alignment, nb::arg("itemsize"));
   m.def("k_grouped_scale_rows", &L::k_grouped_scale_rows, nb::arg("k_total"),
@@ -72,13 +73,13 @@ NB_MODULE(_jaxgemm_ext, m) {
   m.def(
       "gemm_smem_bytes",
       [](unsigned block_m, unsigned block_n, unsigned stages, unsigned in_bytes,
-         unsigned out_bytes, bool sb_per_row) {
+         unsigned out_bytes, bool sb_per_row, bool add_c) {
         return jaxgemm_plan::gemm_smem_plan(block_m, block_n, stages, in_bytes, out_bytes,
-                                            sb_per_row)
+                                            sb_per_row, add_c)
             .total;
       },
       nb::arg("block_m"), nb::arg("block_n"), nb::arg("stages"), nb::arg("in_bytes"),
-      nb::arg("out_bytes"), nb::arg("sb_per_row"));
+      nb::arg("out_bytes"), nb::arg("sb_per_row"), nb::arg("add_c") = false);
   m.def("fits_two_scale_blocks", &jaxgemm_plan::fits_two_scale_blocks, nb::arg("block_n"));
 
   // ---- XLA FFI ------------------------------------------------------------

@@ -59,11 +59,11 @@ class GemmConfig:
 
 
 def _max_stages(block_m: int, block_n: int, in_bytes: int, out_bytes: int,
-                sb_per_row: bool) -> int:
+                sb_per_row: bool, add_c: bool = False) -> int:
     best = 0
     for s in range(1, _MAX_STAGES + 1):
         if layout.gemm_smem_bytes(block_m, block_n, s, in_bytes, out_bytes,
-                                  sb_per_row) <= layout.MAX_DYNAMIC_SMEM:
+                                  sb_per_row, add_c) <= layout.MAX_DYNAMIC_SMEM:
             best = s
     return best
 
@@ -85,21 +85,26 @@ def _block_n_candidates(fp8: bool, sb_per_row: bool, block_m: int) -> list[int]:
 
 def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                  sb_per_row: bool = False, num_sms: int | None = None,
-                 max_block_m: int = 256) -> GemmConfig:
-    """Block sizes, cluster and stages for a dense NT GEMM of shape (m, n, k)."""
+                 max_block_m: int = 256, add_c: bool = False) -> GemmConfig:
+    """Block sizes, cluster and stages for a dense NT GEMM of shape (m, n, k);
+    ``add_c``: D = C + A @ B^T read from a separate FP32 C."""
     return dense_config_and_time(m, n, k, fp8=fp8, out_bytes=out_bytes, sb_per_row=sb_per_row,
-                                 num_sms=num_sms, max_block_m=max_block_m)[0]
+                                 num_sms=num_sms, max_block_m=max_block_m, add_c=add_c)[0]
 
 
 def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                           sb_per_row: bool = False, num_sms: int | None = None,
-                          max_block_m: int = 256) -> tuple[GemmConfig, float]:
+                          max_block_m: int = 256,
+                          add_c: bool = False) -> tuple[GemmConfig, float]:
     """:func:`dense_config` and the model's time estimate (seconds)."""
     sms = num_sms or H100_SMS
     in_bytes = 1 if fp8 else 2
     flop_clk = _FP8_FLOP_PER_CLK if fp8 else _BF16_FLOP_PER_CLK
     eff = _FP8_EFFICIENCY if fp8 else _BF16_EFFICIENCY
-    hbm_s = ((m * k + n * k) * in_bytes + m * n * out_bytes) / _HBM_BYTES
+    if add_c:  # the kernel stages whole 64-row output blocks per warpgroup
+        max_block_m = min(max_block_m, layout.ADD_C_MAX_BLOCK_M)
+    c_bytes = 4 if add_c else 0
+    hbm_s = ((m * k + n * k) * in_bytes + m * n * (out_bytes + c_bytes)) / _HBM_BYTES
     best = None
     for bm in (64, 128, 256):
         if bm > max_block_m or (bm > 64 and m <= bm // 2):
@@ -111,7 +116,7 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                 continue
             usable = sms // cluster * cluster
             for bn in _block_n_candidates(fp8, sb_per_row, bm):
-                stages = _max_stages(bm, bn, in_bytes, out_bytes, sb_per_row)
+                stages = _max_stages(bm, bn, in_bytes, out_bytes, sb_per_row, add_c)
                 if stages < 3:
                     continue
                 n_blocks = math.ceil(n / bn)
@@ -123,7 +128,7 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                 straddle = 1.15 if fp8 and not sb_per_row and 128 % bn and bn % 128 else 1.0
                 compute = k_stages * (2 * bm * bn * (128 // in_bytes) / (flop_clk * eff[bm])
                                       * straddle + _STAGE_OVERHEAD_CLK)
-                l2 = (k * (bm / cluster + bn) * in_bytes + bm * bn * out_bytes) / \
+                l2 = (k * (bm / cluster + bn) * in_bytes + bm * bn * (out_bytes + c_bytes)) / \
                     _L2_BYTES_PER_CLK_PER_SM
                 # A cluster tile past the N edge still costs its CTAs' time.
                 t = max(waves * max(compute, l2) / _CLOCK, hbm_s)

@@ -61,7 +61,6 @@ def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
         _ext.DENSE_TARGET,
         jax.ShapeDtypeStruct((m, n_pad), out_dtype),
         vmap_method="sequential",
-        input_output_aliases={len(operands) - 1: 0} if accumulate else None,
     )
     return call(
         *operands,
@@ -102,7 +101,7 @@ def fp8_gemm_nt(a, sa, b, sb, c=None, *, out_dtype, num_sms=None):
         operands.append(_pad_axis(c.astype(jnp.float32), 1, n_align))
     cfg = _forced_config or _config.dense_config(
         m, n_pad, k_pad, fp8=True, out_bytes=out_dtype.itemsize, sb_per_row=sb_per_row,
-        num_sms=num_sms)
+        num_sms=num_sms, add_c=c is not None)
     d = _dense_call("fp8_gemm_nt", operands, m, n_pad, k_pad, out_dtype, cfg,
                     accumulate=c is not None, sb_per_row=sb_per_row, num_sms=num_sms)
     return d if n_pad == n else d[:, :n]
@@ -123,7 +122,8 @@ def bf16_gemm_nt(a, b, c=None, *, out_dtype, num_sms=None):
     if c is not None:
         operands.append(_pad_axis(c.astype(jnp.float32), 1, n_align))
     cfg = _forced_config or _config.dense_config(
-        m, n_pad, k_pad, fp8=False, out_bytes=out_dtype.itemsize, num_sms=num_sms)
+        m, n_pad, k_pad, fp8=False, out_bytes=out_dtype.itemsize, num_sms=num_sms,
+        add_c=c is not None)
     d = _dense_call("bf16_gemm_nt", operands, m, n_pad, k_pad, out_dtype, cfg,
                     accumulate=c is not None, sb_per_row=False, num_sms=num_sms)
     return d if n_pad == n else d[:, :n]

@@ -18,6 +18,8 @@ BLOCK_K: int = _ext.BLOCK_K
 MAX_BLOCK_N: int = _ext.MAX_BLOCK_N
 #: Dynamic shared memory a Hopper block may use.
 MAX_DYNAMIC_SMEM: int = _ext.MAX_DYNAMIC_SMEM
+#: Tallest tile of a dense GEMM that reads C (its output blocks are staged whole).
+ADD_C_MAX_BLOCK_M: int = _ext.ADD_C_MAX_BLOCK_M
 
 
 def num_scale_blocks(k: int) -> int:
@@ -52,10 +54,11 @@ def k_grouped_scale_rows(k_total: int, groups: int) -> int:
 
 
 def gemm_smem_bytes(block_m: int, block_n: int, stages: int, in_bytes: int,
-                    out_bytes: int, sb_per_row: bool = False) -> int:
-    """Dynamic shared memory of a GEMM kernel config (src_cuda/smem_plan.h)."""
+                    out_bytes: int, sb_per_row: bool = False, add_c: bool = False) -> int:
+    """Dynamic shared memory of a GEMM kernel config (src_cuda/smem_plan.h);
+    ``add_c``: a dense GEMM that reads C (whole output blocks staged)."""
     return int(_ext.gemm_smem_bytes(block_m, block_n, stages, in_bytes, out_bytes,
-                                    bool(sb_per_row)))
+                                    bool(sb_per_row), bool(add_c)))
 
 
 def fits_two_scale_blocks(block_n: int) -> bool:

@@ -18,10 +18,12 @@
 // multiplied by sa[row] * sb: the tensor cores' FP8 accumulator keeps only
 // ~14 mantissa bits, so promoting every 128 of K keeps the error flat in K.
 // One warpgroup's promotion overlaps the other's wgmma.
-// Epilogue: BF16 (or FP32) through shared memory and TMA stores, or TMA
-// reduce-add into D (which XLA initialised with C) when accumulating.
+// Epilogue: BF16 (or FP32) through shared memory and TMA stores; with C,
+// C is TMA-loaded during the tile's main loop and D = C + acc stored
+// (add_c_store.cuh).
 #pragma once
 
+#include "add_c_store.cuh"
 #include "fp8_mainloop.cuh"
 #include "gemm_common.cuh"
 #include "wgmma.cuh"
@@ -32,7 +34,8 @@ template <u32 SHAPE_N, u32 SHAPE_K, u32 BLOCK_M, u32 BLOCK_N, u32 kStages, bool 
           bool kAccumulate, bool kSbPerRow, u32 kBandN, u32 kCluster>
 __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     fp8_gemm_nt_kernel(const __grid_constant__ TmaDesc tm_a, const __grid_constant__ TmaDesc tm_b,
-                       const __grid_constant__ TmaDesc tm_d, const __grid_constant__ TmaDesc tm_sb,
+                       const __grid_constant__ TmaDesc tm_d, const __grid_constant__ TmaDesc tm_c,
+                       const __grid_constant__ TmaDesc tm_sb,
                        const float* __restrict__ sa, const float* __restrict__ sb, u32 m) {
   constexpr u32 BLOCK_K = 128;
   constexpr u32 kNumKBlocks = (SHAPE_K + BLOCK_K - 1) / BLOCK_K;
@@ -40,11 +43,12 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
   constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
   constexpr u32 kMathThreads = kMathWG * 128;
-  constexpr auto kPlan =
-      jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1, kOutF32 ? 4 : 2, kSbPerRow);
+  constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1,
+                                                      kOutF32 ? 4 : 2, kSbPerRow, kAccumulate);
   using Mma = WgmmaFp8<BLOCK_N>;
   using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, kSbPerRow>;
-  using Store = TileStore<BLOCK_N, kOutF32, kAccumulate>;
+  using Store = TileStore<BLOCK_N, kOutF32, false>;
+  using AddC = TileAddCStore<BLOCK_N>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
   static_assert(kSbPerRow || jaxgemm_plan::fits_two_scale_blocks(BLOCK_N),
@@ -52,18 +56,31 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(!kAccumulate || kOutF32, "accumulation into C is FP32");
+  static_assert(!kAccumulate || (BLOCK_M <= jaxgemm_plan::kAddCMaxBlockM &&
+                                 AddC::kBytes * kMathWG <= kPlan.d_tile),
+                "with C, each math warpgroup stages one whole 64-row block");
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "cluster of 1, 2 or 4 CTAs");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const GemmSmem sm = carve_gemm_smem<kStages>(smem_raw, kPlan);
   const Ring<kStages, kCluster> ring{sm.bars, sm.bars + kStages};
+  u64* const c_full = sm.bars + 2 * kStages;  // with C: one barrier per math warpgroup
 
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
   const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
+  if constexpr (kAccumulate) {
+    if (tid == kMathThreads)
+      for (u32 w = 0; w < kMathWG; ++w) mbar_init(&c_full[w], 1);
+  }
   // Full: the TMA thread's expect-tx arrival and one cp.async arrival per
   // scale-loader lane.
-  if constexpr (kSbPerRow)
+  if constexpr (kAccumulate && kSbPerRow)
+    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_c,
+                  &tm_sb);
+  else if constexpr (kAccumulate)
+    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_c);
+  else if constexpr (kSbPerRow)
     gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_sb);
   else
     gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d);
@@ -119,22 +136,33 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
     const Math math(wg, warp, lane);
     const StageView view = stage_view(sm, kPlan);
-    u32 stage = 0, phase = 0, store_seq = 0;
+    u32 stage = 0, phase = 0, store_seq = 0, c_phase = 0;
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
       u32 mb, nb;
       sched.tile(t, rank, mb, nb);
       const u32 n0 = nb * BLOCK_N;
+      if constexpr (kAccumulate) {
+        if (wg_thread == 0)
+          AddC::prefetch(sm.d + wg * AddC::kBytes, &tm_c, &c_full[wg], mb * BLOCK_M + wg * 64, n0,
+                         m, SHAPE_N);
+      }
       // Per-block B scales: columns before `boundary` use the stage's first
       // B scale, the rest (if any) its second.
       const u32 boundary = (n0 / 128 + 1) * 128 - n0;
       float fin[kWaves][Mma::kNumAccum];
       math.run(fin, kNumKBlocks, ring, view, stage, phase, lane, boundary);
       const u32 st_thread = opaque(wg_thread);  // epilogue addressing after the K loop
+      if constexpr (kAccumulate) {
+        AddC::run(fin[0], sm.d + wg * AddC::kBytes, &tm_d, &c_full[wg], c_phase,
+                  mb * BLOCK_M + wg * 64, n0, m, SHAPE_N, st_thread, 1 + wg);
+        c_phase ^= 1;
+      } else {
 #pragma unroll
-      for (u32 w = 0; w < kWaves; ++w)
-        Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,
-                   mb * BLOCK_M + (wg * kWaves + w) * 64, n0, m, SHAPE_N, st_thread, 1 + wg,
-                   store_seq);
+        for (u32 w = 0; w < kWaves; ++w)
+          Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,
+                     mb * BLOCK_M + (wg * kWaves + w) * 64, n0, m, SHAPE_N, st_thread, 1 + wg,
+                     store_seq);
+      }
     }
     Store::drain(wg_thread);
   }

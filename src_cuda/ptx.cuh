@@ -199,6 +199,14 @@ __device__ __forceinline__ void st_shared_u32(void* p, u32 v) {
 __device__ __forceinline__ void st_shared_f32x2(void* p, float a, float b) {
   asm volatile("st.shared.v2.f32 [%0], {%1, %2};" ::"r"(smem_addr(p)), "f"(a), "f"(b) : "memory");
 }
+struct F32x2 {
+  float x, y;
+};
+__device__ __forceinline__ F32x2 ld_shared_f32x2(const void* p) {
+  F32x2 v;
+  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(smem_addr(p)));
+  return v;
+}
 __device__ __forceinline__ float ld_global_nc_f32(const float* p) {
   float v;
   asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(v) : "l"(p));

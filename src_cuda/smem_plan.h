@@ -56,13 +56,18 @@ JAXGEMM_HD constexpr unsigned store_ring_slabs(unsigned block_n, unsigned out_by
   return block_n / store_slab_cols(block_n, out_bytes) < 2 ? 1 : 2;
 }
 
+// Dense GEMMs with C (src_cuda/add_c_store.cuh) stage each math warpgroup's
+// whole 64-row output block (C loaded into it, D stored from it): one 64-row
+// wave per warpgroup, so block M of at most 128.
+constexpr unsigned kAddCMaxBlockM = 128;
+
 struct GemmSmemPlan {
   unsigned a_stage, b_stage, sb_stage, sf_stage, stage, d_tile, barriers, total;
 };
 
 JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned block_n, unsigned stages,
                                                  unsigned in_bytes, unsigned out_bytes,
-                                                 bool sb_per_row) {
+                                                 bool sb_per_row, bool add_c = false) {
   GemmSmemPlan p{};
   const unsigned stage_k_bytes = 128;  // one 128-byte swizzle row of K per stage
   p.a_stage = block_m * stage_k_bytes;
@@ -72,11 +77,13 @@ JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned bloc
   // written by the producer warpgroup's scale-loader warp.
   p.sf_stage = in_bytes == 1 ? align_up(block_m * 4 + 8, 128) : 0;
   p.stage = p.a_stage + p.b_stage + p.sb_stage + p.sf_stage;
-  // Each math warpgroup stages its output through a small ring of slabs.
-  p.d_tile = align_up(math_warpgroups(block_m) * store_ring_slabs(block_n, out_bytes) * 64 *
-                          store_slab_bytes_per_row(block_n, out_bytes),
-                      1024);
-  p.barriers = stages * 2 * 8;
+  // Each math warpgroup stages its output through a small ring of slabs, or
+  // with C its whole 64-row block, and then has a barrier for C's load.
+  p.d_tile = add_c ? align_up(math_warpgroups(block_m) * 64 * block_n * out_bytes, 1024)
+                   : align_up(math_warpgroups(block_m) * store_ring_slabs(block_n, out_bytes) *
+                                  64 * store_slab_bytes_per_row(block_n, out_bytes),
+                              1024);
+  p.barriers = stages * 2 * 8 + (add_c ? math_warpgroups(block_m) * 8 : 0);
   // 1024 bytes of slack: the kernel aligns the dynamic smem base to 1024.
   p.total = 1024 + p.d_tile + stages * p.stage + p.barriers;
   return p;

@@ -106,6 +106,62 @@ def test_fp8_gemm_nt_accumulate(m, n, k, b_per_row):
     _check(out, _ref_dense(qa, qb, c), tol=1e-5)
 
 
+ADD_C_CONFIGS = [(64, 16, 1), (64, 112, 1), (64, 192, 4), (128, 32, 4), (128, 96, 1),
+                 (128, 128, 1), (128, 128, 2), (128, 160, 2), (128, 192, 1), (128, 192, 2)]
+
+
+@pytest.mark.parametrize("bm,bn,cluster", ADD_C_CONFIGS)
+@pytest.mark.parametrize("b_per_row", [False, True])
+def test_fp8_add_c_configs(bm, bn, cluster, b_per_row):
+    # D = C + A @ B^T reads C inside the kernel: every tile shape it runs, on
+    # a problem with partial M, N and cluster tiles, on 8 SMs so that each
+    # CTA walks many tiles (C's buffer and barrier phase are reused); C must
+    # come back unchanged (it is not aliased to D).
+    m, n, k = 389, 1000, 1408
+    qa, qb = _fp8_operands(m, n, k, b_per_row=b_per_row)
+    c = jnp.asarray(_rng.standard_normal((m, n), np.float32) * 3)
+    c_before = np.asarray(c)
+    stages = _config._max_stages(bm, bn, 1, 4, b_per_row, True)
+    _poison((m, n), jnp.float32)
+    with _kernels.force_config(_config.GemmConfig(bm, bn, min(stages, 6), cluster)):
+        out = jax.jit(lambda a, b, c: jaxgemm.fp8_gemm_nt(a, b, c=c, num_sms=8))(qa, qb, c)
+    _check(out, _ref_dense(qa, qb, c), tol=1e-5)
+    np.testing.assert_array_equal(np.asarray(c), c_before)
+
+
+def test_add_c_donated_and_in_scan():
+    # The forms a training step uses: C donated to the call, and C as the
+    # carry of a scan over micro-batches (gradient accumulation).
+    m, n, k = 256, 384, 512
+    ops = [_fp8_operands(m, n, k, b_per_row=True) for _ in range(3)]
+    c = jnp.asarray(_rng.standard_normal((m, n), np.float32))
+    ref = np.asarray(c, np.float64) + sum(_ref_dense(qa, qb) for qa, qb in ops)
+    f = jax.jit(lambda c, a, b: jaxgemm.fp8_gemm_nt(a, b, c=c), donate_argnums=0)
+    d = jnp.array(c)
+    for qa, qb in ops:
+        d = f(d, qa, qb)
+    _check(d, ref, tol=1e-5)
+    stacked_a = jax.tree.map(lambda *x: jnp.stack(x), *[o[0] for o in ops])
+    stacked_b = jax.tree.map(lambda *x: jnp.stack(x), *[o[1] for o in ops])
+    step = lambda acc, ab: (jaxgemm.fp8_gemm_nt(ab[0], ab[1], c=acc), None)  # noqa: E731
+    out, _ = jax.jit(lambda c, a, b: jax.lax.scan(step, c, (a, b)))(c, stacked_a, stacked_b)
+    _check(out, ref, tol=1e-5)
+
+
+@pytest.mark.parametrize("bm,bn,cluster", [(64, 64, 1), (128, 192, 2), (128, 200, 1), (64, 24, 4)])
+def test_bf16_add_c_configs(bm, bn, cluster):
+    m, n, k = 300, 1000, 520
+    a = jnp.asarray(_rng.standard_normal((m, k), np.float32)).astype(jnp.bfloat16)
+    b = jnp.asarray(_rng.standard_normal((n, k), np.float32)).astype(jnp.bfloat16)
+    c = jnp.asarray(_rng.standard_normal((m, n), np.float32))
+    stages = _config._max_stages(bm, bn, 2, 4, False, True)
+    _poison((m, n), jnp.float32)
+    with _kernels.force_config(_config.GemmConfig(bm, bn, min(stages, 5), cluster)):
+        out = jax.jit(lambda a, b, c: jaxgemm.bf16_gemm_nt(a, b, c=c, num_sms=8))(a, b, c)
+    ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64).T + np.asarray(c, np.float64)
+    _check(out, ref, tol=1e-6)
+
+
 def test_fp8_gemm_nt_f32_out_per_row():
     qa, qb = _fp8_operands(333, 264, 1152, b_per_row=True)
     _poison((333, 264), jnp.float32)

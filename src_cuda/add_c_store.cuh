@@ -1,0 +1,90 @@
+// Epilogue of the dense GEMMs with C (D = C + A @ B^T, FP32): C is read by
+// the kernel, not copied into D beforehand.
+//
+// Aliasing C to D and reducing into it with TMA (what the k-grouped kernels
+// do) makes XLA copy C into D first unless the caller donated C: one more
+// pass over the [M, N] FP32 output, 40% of the time at 7168x4096x2048.
+// Instead each math warpgroup keeps its whole 64 x BLOCK_N output block in
+// shared memory: at the start of a tile one thread TMA-loads the block's C
+// into it (the load lands during the tile's main loop), the epilogue adds
+// the accumulators to C in place and TMA-stores the slabs to D.  The same
+// buffer serves the next tile once those stores have read it.  So a 64-row
+// wave per warpgroup only (block M <= 128): a 256-row tile would stage
+// 128 KiB.
+#pragma once
+
+#include "gemm_common.cuh"
+
+namespace jaxgemm {
+
+template <u32 BLOCK_N>
+struct TileAddCStore {
+  static constexpr u32 kSlabCols = jaxgemm_plan::store_slab_cols(BLOCK_N, 4);
+  static constexpr u32 kRowBytes = kSlabCols * 4;
+  static constexpr u32 kNumSlabs = BLOCK_N / kSlabCols;
+  static constexpr u32 kSlabBytes = 64 * kRowBytes;
+  static constexpr u32 kBytes = kNumSlabs * kSlabBytes;  // one warpgroup's block
+  static_assert(BLOCK_N % kSlabCols == 0, "block N must be a multiple of the store slab");
+  static_assert(kSlabBytes % 1024 == 0, "slabs must keep the swizzle period aligned");
+
+  // One thread of the warpgroup (the one that issues its stores): once the
+  // previous tile's stores have read `buf`, load C's rows [row0, row0 + 64)
+  // and columns [col0, col0 + BLOCK_N) into it, slab by slab (TMA zero-fills
+  // past M and N), completing on `bar`.  Slabs wholly past M or N are not
+  // loaded and not stored.
+  __device__ __forceinline__ static void prefetch(unsigned char* buf, const TmaDesc* desc_c,
+                                                  u64* bar, u32 row0, u32 col0, u32 m, u32 n) {
+    tma_store_wait_read<0>();
+    u32 bytes = 0;
+    if (row0 < m) {
+#pragma unroll
+      for (u32 s = 0; s < kNumSlabs; ++s) {
+        const u32 col = col0 + s * kSlabCols;
+        if (col < n) {
+          tma_load_2d(buf + s * kSlabBytes, desc_c, bar, col, row0);
+          bytes += kSlabBytes;
+        }
+      }
+    }
+    mbar_arrive_expect_tx(bar, bytes);
+  }
+
+  // Every thread of the warpgroup: waits for C (`phase` of `bar`), adds its
+  // accumulators (wgmma layout, see TileStore) to C in place, and one thread
+  // stores each slab to D once the warpgroup has written it.
+  __device__ __forceinline__ static void run(const float* acc, unsigned char* buf,
+                                             const TmaDesc* desc_d, u64* bar, u32 phase, u32 row0,
+                                             u32 col0, u32 m, u32 n, u32 wg_thread,
+                                             u32 barrier_id) {
+    const u32 warp = wg_thread / 32, lane = wg_thread % 32;
+    const u32 r = warp * 16 + lane / 4, q = lane % 4;
+    mbar_wait(bar, phase);
+#pragma unroll
+    for (u32 s = 0; s < kNumSlabs; ++s) {
+      unsigned char* slab = buf + s * kSlabBytes;
+#pragma unroll
+      for (u32 j = s * kSlabCols / 8; j < (s + 1) * kSlabCols / 8; ++j) {
+        const u32 c = 8 * j + 2 * q - s * kSlabCols;
+#pragma unroll
+        for (u32 h = 0; h < 2; ++h) {
+          const u32 off = swizzle_offset<kRowBytes>((r + 8 * h) * kRowBytes + c * 4);
+          const F32x2 cv = ld_shared_f32x2(slab + off);
+          st_shared_f32x2(slab + off, cv.x + acc[4 * j + 2 * h], cv.y + acc[4 * j + 2 * h + 1]);
+        }
+      }
+      fence_proxy_async_smem();
+      named_barrier_sync(barrier_id, 128);
+      if (wg_thread == 0) {
+        const u32 col = col0 + s * kSlabCols;
+        if (row0 < m && col < n) tma_store_2d(desc_d, slab, col, row0);
+        tma_store_commit();
+      }
+    }
+  }
+
+  __device__ __forceinline__ static void drain(u32 wg_thread) {
+    if (wg_thread == 0) tma_store_wait_all<0>();
+  }
+};
+
+}  // namespace jaxgemm
