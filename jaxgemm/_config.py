@@ -25,6 +25,11 @@ _CLOCK = 1.83e9
 _FP8_FLOP_PER_CLK = 8192
 _BF16_FLOP_PER_CLK = 4096
 _L2_BYTES_PER_CLK_PER_SM = 33.0  # effective, fitted to the sweep
+# FP8 tiles of two math warpgroups and at least 128 columns: 46 fits the
+# H100 sweep of 2026-11-27 at M >= 4096 (33 made 128x192 tiles look L2-bound
+# and picked 256x96 at 4096x2112x7168: 887 TFLOPS against 1023 for
+# 128x192).  Narrower and 64-row tiles keep the value fitted at M <= 128.
+_L2_BYTES_PER_CLK_PER_SM_WIDE = 46.0
 _HBM_BYTES = 3.0e12
 # Tensor-pipe efficiency by block M, fitted to the H100 sweep of 2026-11-27
 # (benchmarks/results/sweep_dense_*): one math warpgroup cannot overlap its
@@ -38,8 +43,32 @@ _BF16_EFFICIENCY = {64: 0.7, 128: 0.85, 256: 0.9}
 # 128x7168x2048 423 against 367.  Where 64-row tiles win clearly (N <= 4096
 # at K = 7168: 64x64, 64x32) this factor does not change the choice.
 _SPLIT_M_PENALTY = 1.15
+# Shared-memory bandwidth (128 B/clock/SM) caps tiles of two math
+# warpgroups: per 128 bytes of K, every 64-row wave's wgmma reads its A rows
+# and the whole B tile from shared memory ((bm / 64) * (64 + bn) rows of 128
+# bytes) and TMA writes (bm + bn) rows, against bm * bn / 32 clocks of FP8
+# (or BF16) tensor work.  Ceilings: 256x128 0.89, 128x192 0.92, 128x128 0.80,
+# 256x96 0.77.  The H100 sweep of 2026-11-27 (7 shapes at M >= 4096, 10 tiles)
+# ran at 0.70-0.73 of this ceiling for tiles within one B scale block and
+# 0.60-0.65 for tiles straddling two (the 1.15 below); _FP8_EFFICIENCY holds
+# at block N = 128 and this ratio scales it to other widths.
+def _smem_ceiling(bm: int, bn: int) -> float:
+    rows = (bm / 64) * (64 + bn) + bm + bn
+    return min(1.0, bm * bn / 32 / rows)
+
+
+def _tile_efficiency(table: dict, bm: int, bn: int, fp8: bool) -> float:
+    if bm < 128 or not fp8:  # one math warpgroup: its own promotion dominates
+        return table[bm]     # (BF16: not yet measured against this model)
+    return table[bm] * _smem_ceiling(bm, bn) / _smem_ceiling(bm, 128)
+
+
 # Clusters (A multicast) paid off only with several M blocks in the sweep.
 _MIN_M_FOR_CLUSTER = 256
+# FP8 tiles wider than 128 columns ran 3-9% slower in 2-CTA clusters than
+# alone on 6 of 7 shapes (128x192, H100 sweep of 2026-11-27; also the
+# k-grouped sweep), while 128- and 256-row tiles of 128 columns gained.
+_WIDE_CLUSTER_PENALTY = 1.05
 _MAX_STAGES = 12
 # Fixed cost of one pipeline stage in a math warpgroup (barrier wait, wgmma
 # drain, scale reads), which small tiles cannot amortise.
@@ -126,14 +155,18 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                 # FP8 tiles that straddle two B scale blocks pay a select per
                 # promoted element (measured ~15% slower at equal waves).
                 straddle = 1.15 if fp8 and not sb_per_row and 128 % bn and bn % 128 else 1.0
-                compute = k_stages * (2 * bm * bn * (128 // in_bytes) / (flop_clk * eff[bm])
+                compute = k_stages * (2 * bm * bn * (128 // in_bytes) /
+                                      (flop_clk * _tile_efficiency(eff, bm, bn, fp8))
                                       * straddle + _STAGE_OVERHEAD_CLK)
                 l2 = (k * (bm / cluster + bn) * in_bytes + bm * bn * (out_bytes + c_bytes)) / \
-                    _L2_BYTES_PER_CLK_PER_SM
+                    (_L2_BYTES_PER_CLK_PER_SM_WIDE if fp8 and bm >= 128 and bn >= 128 else
+                     _L2_BYTES_PER_CLK_PER_SM)
                 # A cluster tile past the N edge still costs its CTAs' time.
                 t = max(waves * max(compute, l2) / _CLOCK, hbm_s)
                 if fp8 and bm == 64 and 64 < m <= 128:
                     t *= _SPLIT_M_PENALTY
+                if fp8 and cluster > 1 and bn > 128:
+                    t *= _WIDE_CLUSTER_PENALTY
                 # Ties: bigger tiles, then taller ones (fewer M blocks read B
                 # fewer times: 128x64 beat 64x128 by 11-13% at M = 128 in the
                 # 2026-11-27 sweep), then multicast (it also eases L2 beyond

@@ -51,3 +51,25 @@ def test_k_grouped_tiles(m, n):
 def test_fp8_tiles_at_m_128_follow_the_sweeps(m, n, k, want):
     cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=2)
     assert (cfg.block_m, cfg.block_n) == want, cfg
+
+
+@pytest.mark.parametrize("m,n,k,want", [
+    (4096, 2112, 7168, (128, 192, 1)),  # 1023 vs 887 (256x96 c2) and 973 (c2), same run
+    (4096, 7168, 16384, (256, 128, 2)),  # 1216, the best of 10 tiles
+    (8192, 8192, 8192, (256, 128, 2)),   # 1194
+])
+def test_fp8_tiles_at_large_m_follow_the_sweep(m, n, k, want):
+    # H100 sweep of 2026-11-27 (sweep_dense_refit_20261127-2209.json): the
+    # shared-memory ceiling and the wide-tile L2 figure rank these tiles.
+    cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=2)
+    assert (cfg.block_m, cfg.block_n, cfg.cluster) == want, cfg
+
+
+@pytest.mark.parametrize("m,n,k", [(2112, 4096, 7168), (7168, 4096, 2048), (7168, 4096, 16384)])
+def test_add_c_tiles(m, n, k):
+    # With C the kernel stages whole output blocks: block M <= 128; 128x192
+    # measured best on these (sweep_dense_20261127-2223; c1 and c2 within 2%
+    # at K = 2048).
+    cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=4, sb_per_row=True, add_c=True)
+    assert cfg.block_m <= layout.ADD_C_MAX_BLOCK_M
+    assert (cfg.block_m, cfg.block_n) == (128, 192), cfg

@@ -21,9 +21,14 @@ for (m, n, k) in [(1, 8, 128), (77, 136, 384), (200, 264, 640)]:
     for bm, bn, st, cl in CONFIGS:
         with _kernels.force_config(_config.GemmConfig(bm, bn, st, cl)):
             out = jax.jit(lambda x, y: jaxgemm.fp8_gemm_nt(x, y))(qa, qb)
-            out2 = jax.jit(lambda x, y, z: jaxgemm.fp8_gemm_nt(x, y, c=z))(qa, qbr, c)
             out3 = jax.jit(jaxgemm.bf16_gemm_nt)(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))
-            jax.block_until_ready((out, out2, out3))
+        # With C (read by the kernel, block M <= 128), on 2 SMs so that each
+        # CTA reuses its C buffer and barrier over several tiles.
+        with _kernels.force_config(_config.GemmConfig(min(bm, 128), bn, st, cl)):
+            out2 = jax.jit(lambda x, y, z: jaxgemm.fp8_gemm_nt(x, y, c=z, num_sms=2))(qa, qbr, c)
+            out4 = jax.jit(lambda x, y, z: jaxgemm.bf16_gemm_nt(x, y, c=z, num_sms=2))(
+                a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), c)
+        jax.block_until_ready((out, out2, out3, out4))
         err = np.abs(np.asarray(out, np.float64) - ref).max() / (np.abs(ref).max() + 1e-9)
         print(f"{m}x{n}x{k} {bm}x{bn}x{st} c{cl}: rel err {err:.2e}", flush=True)
 print("sanitize sweep done")
