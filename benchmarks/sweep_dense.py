@@ -86,6 +86,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sets", default="dense_fp8_nt,dense_fp32_accumulate")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--bf16-only", action="store_true", help="BF16 only (--configs apply to it)")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--shapes", default="", help="only these MxNxK, comma separated")
     p.add_argument("--configs", default="",
@@ -104,11 +105,15 @@ def main():
                                   sb_per_row=acc, add_c=acc) if args.configs else
                     candidates(m, n, k, fp8=True, out_bytes=4 if acc else 2, sb_per_row=acc,
                                top=args.top, add_c=acc))
-            for cfg in cfgs:
-                jobs.append((set_name, "fp8_gemm_nt", m, n, k, cfg, acc, acc, acc))
-            if args.bf16 and not acc:
-                for cfg in candidates(m, n, k, fp8=False, out_bytes=2, sb_per_row=False,
-                                      top=args.top):
+            if not args.bf16_only:
+                for cfg in cfgs:
+                    jobs.append((set_name, "fp8_gemm_nt", m, n, k, cfg, acc, acc, acc))
+            if (args.bf16 or args.bf16_only) and not acc:
+                bf16_cfgs = (parse_configs(args.configs, fp8=False, out_bytes=2, sb_per_row=False)
+                             if args.bf16_only and args.configs else
+                             candidates(m, n, k, fp8=False, out_bytes=2, sb_per_row=False,
+                                        top=args.top))
+                for cfg in bf16_cfgs:
                     jobs.append(("bf16", "bf16_gemm_nt", m, n, k, cfg, False, False, False))
     n_pad = lambda n: -(-n // 8) * 8  # noqa: E731
     with mp.get_context("spawn").Pool(16) as pool:
