@@ -43,9 +43,8 @@ struct GemmSpec {
   bool is_pack() const { return kernel.rfind("k_grouped_pack_", 0) == 0; }
   int64_t in_bytes() const { return is_fp8() ? 1 : 2; }
   int64_t out_bytes() const { return out_f32 ? 4 : 2; }
-  // A dense GEMM with C reads C itself (src_cuda/add_c_store.cuh); the
-  // k-grouped ones reduce into D, which XLA initialised with C.
-  bool adds_c() const { return accumulate && !is_grouped() && !is_k_grouped() && !is_pack(); }
+  // A GEMM with C (dense or k-grouped) reads C itself (src_cuda/add_c_store.cuh).
+  bool adds_c() const { return accumulate && !is_grouped() && !is_pack(); }
   unsigned threads() const;
   unsigned smem_bytes() const;  // from src_cuda/smem_plan.h
   // Rejects specs the kernels cannot run (unknown kernel, bad block sizes).

@@ -96,8 +96,8 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
 }
 
 // k-grouped: FP8 a [M, Kpad], sa [R, M], b [N, Kpad], sb [R, N], sizes [G]
-// (clamped), or BF16 a, b, sizes; then optionally c [G, M, N] aliased to d ->
-// d [G, M, N] FP32.
+// (clamped), or BF16 a, b, sizes; then optionally c [G, M, N] FP32, read by
+// the kernel (not aliased) -> d [G, M, N] FP32 = c + the group products.
 ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArgs args,
                            ffi::Result<ffi::AnyBuffer> d) {
   const GemmSpec& spec = state->spec;
@@ -119,6 +119,8 @@ ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingAr
   if (auto e = check_dims("b", b, in_type, {spec.n, spec.k}, spec); e.failure()) return e;
   if (auto e = check_dims("group sizes", sizes, DT::S32, {groups}, spec); e.failure()) return e;
   if (auto e = check_dims("d", *d, DT::F32, {groups, spec.m, spec.n}, spec); e.failure()) return e;
+  const size_t c_index = fp8 ? 5 : 3;
+  if (spec.accumulate && args.size() != c_index + 1) return internal("c is missing", spec);
   if (groups <= 0) return ffi::Error::Success();
 
   const int64_t units = groups * layout::ceil_div(spec.m, spec.block_m) *
@@ -130,7 +132,7 @@ ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingAr
   const int64_t row_bytes = spec.k * spec.in_bytes();
   const uint32_t box_k = static_cast<uint32_t>(128 / spec.in_bytes());  // one 128-byte row
   const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, 4);
-  CUtensorMap tm_a, tm_b, tm_d, tm_sb;
+  CUtensorMap tm_a, tm_b, tm_d, tm_c, tm_sb;
   bool ok =
       make_tma_2d(*drv, &tm_a, dtype, a.untyped_data(), spec.k, spec.m, row_bytes, box_k,
                   spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
@@ -139,10 +141,21 @@ ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingAr
       make_tma_3d(*drv, &tm_d, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, d->untyped_data(), spec.n, spec.m,
                   groups, spec.n * 4, slab_cols, 64, swizzle_for_row_bytes(slab_cols * 4), &error);
   if (!ok) return internal(error, spec);
+  // C: the same boxes as D; without C the kernel never reads tm_c.
+  tm_c = tm_d;
+  if (spec.accumulate) {
+    auto c = args.get<ffi::AnyBuffer>(c_index).value();
+    if (auto e = check_dims("c", c, DT::F32, {groups, spec.m, spec.n}, spec); e.failure())
+      return e;
+    if (!make_tma_3d(*drv, &tm_c, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, c.untyped_data(), spec.n,
+                     spec.m, groups, spec.n * 4, slab_cols, 64,
+                     swizzle_for_row_bytes(slab_cols * 4), &error))
+      return internal(error, spec);
+  }
   const void* sizes_ptr = sizes.untyped_data();
   uint32_t g32 = static_cast<uint32_t>(groups);
   if (!fp8) {
-    void* params[] = {&tm_a, &tm_b, &tm_d, &sizes_ptr, &g32};
+    void* params[] = {&tm_a, &tm_b, &tm_d, &tm_c, &sizes_ptr, &g32};
     if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
     return ffi::Error::Success();
   }
@@ -154,7 +167,7 @@ ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingAr
                    rblocks, spec.n * 4, spec.block_n, 1, CU_TENSOR_MAP_SWIZZLE_NONE, &error))
     return internal(error, spec);
   const void* sa_ptr = sa.untyped_data();
-  void* params[] = {&tm_a, &tm_b, &tm_d, &tm_sb, &sa_ptr, &sizes_ptr, &g32};
+  void* params[] = {&tm_a, &tm_b, &tm_d, &tm_c, &tm_sb, &sa_ptr, &sizes_ptr, &g32};
   if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
   return ffi::Error::Success();
 }

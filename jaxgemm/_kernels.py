@@ -276,21 +276,21 @@ def _k_grouped_pack(x, sizes, rows, x_multiple=1):
                                         xp, rows * layout.SCALE_BLOCK, 64, 16, 1, m=xcols))
 
 
-def _k_grouped_config(m, n_pad, k_per_group, fp8, num_sms):
+def _k_grouped_config(m, n_pad, k_per_group, fp8, num_sms, add_c=False):
     """Tiles of the k-grouped GEMMs (D[g] is m x n_pad, ~k_per_group tokens each)."""
     # Two 64-row waves plus the group cursor overflow the math warpgroups'
     # registers with per-row-scaled promotion: 128-row tiles at most.  (Clamping
     # the dense choice of 256x128 to 128x128 instead ran at 750 TFLOPS on the
     # H100, L2-bound; the model picks a wider N at 128 rows.)
     cfg = _config.dense_config(m, n_pad, k_per_group, fp8=fp8, out_bytes=4, sb_per_row=fp8,
-                               num_sms=num_sms, max_block_m=128)
+                               num_sms=num_sms, max_block_m=128, add_c=add_c)
     if fp8 and n_pad >= 192 and m >= 128:
         # Measured on the H100 (tools/profile_grouped.py ksweep, 2026-11-27):
         # 128x192 without a cluster beat the model's 128x128 c2 by 19-23% on
         # both wgrad shapes (936 vs 751 and 830 vs 692 TFLOPS kernel-only);
         # the model underrates the L2 traffic of per-row-scaled 128-row tiles.
         # (BF16: the model's 128x256 c2 was the sweep's best.)
-        cfg = _config.GemmConfig(128, 192, _config._max_stages(128, 192, 1, 4, True), 1)
+        cfg = _config.GemmConfig(128, 192, _config._max_stages(128, 192, 1, 4, True, add_c), 1)
     if cfg.cluster > 2:
         cfg = dataclasses.replace(cfg, cluster=2)
     return cfg
@@ -312,7 +312,8 @@ def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
     a_t = _k_grouped_pack(a, sizes, rows)             # [M, rows*128]
     b_t = _k_grouped_pack(b, sizes, rows, n_align)    # [N', rows*128]
     n_pad = b_t.shape[0]
-    cfg = _forced_config or _k_grouped_config(m, n_pad, max(1, k_total // groups), fp8, num_sms)
+    cfg = _forced_config or _k_grouped_config(m, n_pad, max(1, k_total // groups), fp8, num_sms,
+                                              add_c=c is not None)
     if fp8:
         sa, sb = scales
         operands = [a_t, sa.astype(jnp.float32), b_t,
@@ -324,8 +325,7 @@ def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
     _ext.ensure_registered()
     call = jax.ffi.ffi_call(
         _ext.K_GROUPED_TARGET, jax.ShapeDtypeStruct((groups, m, n_pad), jnp.float32),
-        vmap_method="sequential",
-        input_output_aliases={len(operands) - 1: 0} if c is not None else None)
+        vmap_method="sequential")
     d = call(*operands, kernel=kernel, m=int(m), n=int(n_pad),
              k=int(rows * layout.SCALE_BLOCK), block_m=int(cfg.block_m),
              block_n=int(cfg.block_n), stages=int(cfg.stages), band_n=int(cfg.band_n),
@@ -390,7 +390,7 @@ SAMPLE_SPECS: list[dict] = [
                  accumulate=1),
     _gemm_attrs("k_grouped_fp8_gemm", 2048, 8448, 128, 192, 4, out_f32=1, sb_per_row=1, m=7168,
                  cluster=2),
-    _gemm_attrs("k_grouped_bf16_gemm", 7168, 33024, 128, 256, 3, out_f32=1, m=4096, accumulate=1,
+    _gemm_attrs("k_grouped_bf16_gemm", 7168, 33024, 128, 192, 3, out_f32=1, m=4096, accumulate=1,
                 cluster=2),
     _gemm_attrs("k_grouped_pack_fp8", 4096, 33024, 64, 16, 1, m=4096),
     _gemm_attrs("k_grouped_pack_bf16", 2052, 33024, 64, 16, 1, m=2050),

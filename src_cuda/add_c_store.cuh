@@ -1,9 +1,9 @@
-// Epilogue of the dense GEMMs with C (D = C + A @ B^T, FP32): C is read by
-// the kernel, not copied into D beforehand.
+// Epilogue of the GEMMs with C (dense D = C + A @ B^T, k-grouped D[g] = C[g]
+// + A_g^T B_g; FP32): C is read by the kernel, not copied into D beforehand.
 //
-// Aliasing C to D and reducing into it with TMA (what the k-grouped kernels
-// do) makes XLA copy C into D first unless the caller donated C: one more
-// pass over the [M, N] FP32 output, 40% of the time at 7168x4096x2048.
+// Aliasing C to D and reducing into it with TMA makes XLA copy C into D
+// first (a D2D memcpy) unless the caller donated C: one more pass over the
+// FP32 output, 41% of the time at 7168x4096x2048.
 // Instead each math warpgroup keeps its whole 64 x BLOCK_N output block in
 // shared memory: at the start of a tile one thread TMA-loads the block's C
 // into it (the load lands during the tile's main loop), the epilogue adds
@@ -31,9 +31,11 @@ struct TileAddCStore {
   // previous tile's stores have read `buf`, load C's rows [row0, row0 + 64)
   // and columns [col0, col0 + BLOCK_N) into it, slab by slab (TMA zero-fills
   // past M and N), completing on `bar`.  Slabs wholly past M or N are not
-  // loaded and not stored.
+  // loaded and not stored.  `group` >= 0 selects a 3-D C [groups, M, N] (the
+  // k-grouped kernels; TMA clips rows per group).
   __device__ __forceinline__ static void prefetch(unsigned char* buf, const TmaDesc* desc_c,
-                                                  u64* bar, u32 row0, u32 col0, u32 m, u32 n) {
+                                                  u64* bar, u32 row0, u32 col0, u32 m, u32 n,
+                                                  int group = -1) {
     tma_store_wait_read<0>();
     u32 bytes = 0;
     if (row0 < m) {
@@ -41,7 +43,10 @@ struct TileAddCStore {
       for (u32 s = 0; s < kNumSlabs; ++s) {
         const u32 col = col0 + s * kSlabCols;
         if (col < n) {
-          tma_load_2d(buf + s * kSlabBytes, desc_c, bar, col, row0);
+          if (group >= 0)
+            tma_load_3d(buf + s * kSlabBytes, desc_c, bar, col, row0, group);
+          else
+            tma_load_2d(buf + s * kSlabBytes, desc_c, bar, col, row0);
           bytes += kSlabBytes;
         }
       }
@@ -55,7 +60,7 @@ struct TileAddCStore {
   __device__ __forceinline__ static void run(const float* acc, unsigned char* buf,
                                              const TmaDesc* desc_d, u64* bar, u32 phase, u32 row0,
                                              u32 col0, u32 m, u32 n, u32 wg_thread,
-                                             u32 barrier_id) {
+                                             u32 barrier_id, int group = -1) {
     const u32 warp = wg_thread / 32, lane = wg_thread % 32;
     const u32 r = warp * 16 + lane / 4, q = lane % 4;
     mbar_wait(bar, phase);
@@ -76,7 +81,12 @@ struct TileAddCStore {
       named_barrier_sync(barrier_id, 128);
       if (wg_thread == 0) {
         const u32 col = col0 + s * kSlabCols;
-        if (row0 < m && col < n) tma_store_2d(desc_d, slab, col, row0);
+        if (row0 < m && col < n) {
+          if (group >= 0)
+            tma_store_3d(desc_d, slab, col, row0, group);
+          else
+            tma_store_2d(desc_d, slab, col, row0);
+        }
         tma_store_commit();
       }
     }

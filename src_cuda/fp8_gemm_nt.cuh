@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
                                                       kOutF32 ? 4 : 2, kSbPerRow, kAccumulate);
   using Mma = WgmmaFp8<BLOCK_N>;
   using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, kSbPerRow>;
-  using Store = TileStore<BLOCK_N, kOutF32, false>;
+  using Store = TileStore<BLOCK_N, kOutF32>;
   using AddC = TileAddCStore<BLOCK_N>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");

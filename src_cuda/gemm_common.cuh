@@ -177,13 +177,13 @@ __device__ __forceinline__ u32 swizzle_offset(u32 offset) {
 // wave, wgmma register layout) is converted and written to D at (row0,
 // col0) one column slab at a time: the slab goes into the next buffer of
 // the warpgroup's staging ring (TMA-swizzled), and one thread issues a TMA
-// store (or reduce-add) of it.  A buffer is rewritten only after the store
+// store of it.  A buffer is rewritten only after the store
 // that last read it is done reading, so stores overlap the next slabs, the
 // next tile's main loop, and each other.  TMA drops the parts of a box past
 // M and N.  The wgmma accumulator layout: acc[4j + {0,1}] = (row r, cols
 // 8j + 2q + {0,1}) and acc[4j + {2,3}] = (row r + 8, same cols), with
 // r = 16 * warp + lane / 4 and q = lane % 4.
-template <u32 BLOCK_N, bool kOutF32, bool kReduceAdd>
+template <u32 BLOCK_N, bool kOutF32>
 struct TileStore {
   static constexpr u32 kOutBytes = kOutF32 ? 4 : 2;
   static constexpr u32 kSlabCols = jaxgemm_plan::store_slab_cols(BLOCK_N, kOutBytes);
@@ -229,16 +229,10 @@ struct TileStore {
       if (wg_thread == 0) {
         const u32 col = col0 + s * kSlabCols;
         if (row0 < m && col < n) {
-          if (group >= 0) {
-            if constexpr (kReduceAdd)
-              tma_reduce_add_3d(desc_d, buf, col, row0, group);
-            else
-              tma_store_3d(desc_d, buf, col, row0, group);
-          } else if constexpr (kReduceAdd) {
-            tma_reduce_add_2d(desc_d, buf, col, row0);
-          } else {
+          if (group >= 0)
+            tma_store_3d(desc_d, buf, col, row0, group);
+          else
             tma_store_2d(desc_d, buf, col, row0);
-          }
         }
         tma_store_commit();  // one group per slab, empty or not: keeps the count exact
       }

@@ -13,11 +13,13 @@
 // Pipeline as in fp8_gemm_nt.cuh with per-row B scales (TMA'd per stage from
 // sb) and per-row A scales (cp.async'd by the loader warp, coalesced along
 // M).  A unit is (group, M tile, N tile); its K loop runs over the group's
-// blocks; an empty group stores zeros (or leaves D = C when accumulating).
-// D is [G, M, N] FP32, written with 3-D TMA stores / reduce-adds so a tile
-// never spills into the next group's rows.
+// blocks; an empty group stores zeros (or C when accumulating).  D (and C)
+// are [G, M, N] FP32, written (read) with 3-D TMA boxes so a tile never
+// spills into the next group's rows; C is read by the kernel
+// (add_c_store.cuh), so tiles of at most 128 rows then.
 #pragma once
 
+#include "add_c_store.cuh"
 #include "fp8_mainloop.cuh"
 #include "gemm_common.cuh"
 #include "k_grouped_scheduler.cuh"
@@ -31,6 +33,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     k_grouped_fp8_gemm_kernel(const __grid_constant__ TmaDesc tm_a,
                               const __grid_constant__ TmaDesc tm_b,
                               const __grid_constant__ TmaDesc tm_d,
+                              const __grid_constant__ TmaDesc tm_c,
                               const __grid_constant__ TmaDesc tm_sb,
                               const float* __restrict__ sa, const int* __restrict__ sizes,
                               u32 groups) {
@@ -38,26 +41,39 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
   constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
   constexpr u32 kMathThreads = kMathWG * 128;
-  constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1, 4, true);
+  constexpr auto kPlan =
+      jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1, 4, true, kAccumulate);
   using Mma = WgmmaFp8<BLOCK_N>;
   using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, true>;
-  using Store = TileStore<BLOCK_N, true, kAccumulate>;
+  using Store = TileStore<BLOCK_N, true>;
+  using AddC = TileAddCStore<BLOCK_N>;
   using Sched = KGroupedScheduler<BLOCK_M, kBandN, kCluster>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
   static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(kCluster == 1 || kCluster == 2, "cluster of 1 or 2 CTAs");
+  static_assert(!kAccumulate || (BLOCK_M <= jaxgemm_plan::kAddCMaxBlockM &&
+                                 AddC::kBytes * kMathWG <= kPlan.d_tile),
+                "with C, each math warpgroup stages one whole 64-row block");
   constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const GemmSmem sm = carve_gemm_smem<kStages>(smem_raw, kPlan);
   const Ring<kStages, kCluster> ring{sm.bars, sm.bars + kStages};
+  u64* const c_full = sm.bars + 2 * kStages;  // with C: one barrier per math warpgroup
 
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
   const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
-  gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_sb);
+  if constexpr (kAccumulate) {
+    if (tid == kMathThreads)
+      for (u32 w = 0; w < kMathWG; ++w) mbar_init(&c_full[w], 1);
+    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_c,
+                  &tm_sb);
+  } else {
+    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_sb);
+  }
 
   Sched sched(sizes, groups, SHAPE_M, SHAPE_N, BLOCK_N);
 
@@ -111,20 +127,30 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
     const Math math(wg, warp, lane);
     const StageView view = stage_view(sm, kPlan);
-    u32 stage = 0, phase = 0, store_seq = 0;
+    u32 stage = 0, phase = 0, store_seq = 0, c_phase = 0;
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
       u32 g, mb, nb, blk0, nblk;
       sched.tile(t, rank, g, mb, nb, blk0, nblk);
+      if constexpr (kAccumulate) {
+        if (wg_thread == 0)
+          AddC::prefetch(sm.d + wg * AddC::kBytes, &tm_c, &c_full[wg], mb * BLOCK_M + wg * 64,
+                         nb * BLOCK_N, SHAPE_M, SHAPE_N, static_cast<int>(g));
+      }
       float fin[kWaves][Mma::kNumAccum];
-      math.run(fin, nblk, ring, view, stage, phase, lane, 0);
+      math.run(fin, nblk, ring, view, stage, phase, lane, 0);  // zeros for an empty group
       const u32 st_thread = opaque(wg_thread);  // epilogue addressing after the K loop
-      // An empty group leaves D[g] = C[g] when accumulating.
-      if (kAccumulate && nblk == 0) continue;
+      if constexpr (kAccumulate) {
+        AddC::run(fin[0], sm.d + wg * AddC::kBytes, &tm_d, &c_full[wg], c_phase,
+                  mb * BLOCK_M + wg * 64, nb * BLOCK_N, SHAPE_M, SHAPE_N, st_thread, 1 + wg,
+                  static_cast<int>(g));
+        c_phase ^= 1;
+      } else {
 #pragma unroll
-      for (u32 w = 0; w < kWaves; ++w)
-        Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,
-                   mb * BLOCK_M + (wg * kWaves + w) * 64, nb * BLOCK_N, SHAPE_M, SHAPE_N,
-                   st_thread, 1 + wg, store_seq, static_cast<int>(g));
+        for (u32 w = 0; w < kWaves; ++w)
+          Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,
+                     mb * BLOCK_M + (wg * kWaves + w) * 64, nb * BLOCK_N, SHAPE_M, SHAPE_N,
+                     st_thread, 1 + wg, store_seq, static_cast<int>(g));
+      }
     }
     Store::drain(wg_thread);
   }

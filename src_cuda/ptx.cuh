@@ -91,6 +91,16 @@ __device__ __forceinline__ void tma_load_2d_multicast(void* dst, const TmaDesc* 
       "l"(reinterpret_cast<u64>(desc)), "r"(smem_addr(bar)), "r"(c0), "r"(c1), "h"(cta_mask)
       : "memory");
 }
+// 3-D tile load global -> shared (a [groups, rows, cols] tensor: the box
+// never reads across a group's last row; out-of-bounds parts are zero-filled).
+__device__ __forceinline__ void tma_load_3d(void* dst, const TmaDesc* desc, u64* bar, int c0,
+                                            int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5}], [%2];" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<u64>(desc)), "r"(smem_addr(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
 // 2-D tile store shared -> global (out-of-bounds parts of the box are dropped).
 __device__ __forceinline__ void tma_store_2d(const TmaDesc* desc, const void* src, int c0, int c1) {
   asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];" ::"l"(
@@ -98,28 +108,11 @@ __device__ __forceinline__ void tma_store_2d(const TmaDesc* desc, const void* sr
                "r"(smem_addr(src)), "r"(c0), "r"(c1)
                : "memory");
 }
-// 2-D tile reduce-add into global (D += tile), elementwise in L2.
-__device__ __forceinline__ void tma_reduce_add_2d(const TmaDesc* desc, const void* src, int c0,
-                                                  int c1) {
-  asm volatile(
-      "cp.reduce.async.bulk.tensor.2d.global.shared::cta.add.bulk_group [%0, {%2, %3}], [%1];" ::"l"(
-          reinterpret_cast<u64>(desc)),
-      "r"(smem_addr(src)), "r"(c0), "r"(c1)
-      : "memory");
-}
 // 3-D variants (a [groups, rows, cols] tensor; TMA clips each group's rows).
 __device__ __forceinline__ void tma_store_3d(const TmaDesc* desc, const void* src, int c0, int c1,
                                              int c2) {
   asm volatile(
       "cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];" ::"l"(
-          reinterpret_cast<u64>(desc)),
-      "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2)
-      : "memory");
-}
-__device__ __forceinline__ void tma_reduce_add_3d(const TmaDesc* desc, const void* src, int c0,
-                                                  int c1, int c2) {
-  asm volatile(
-      "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.bulk_group [%0, {%2, %3, %4}], [%1];" ::"l"(
           reinterpret_cast<u64>(desc)),
       "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2)
       : "memory");

@@ -150,6 +150,33 @@ def test_k_grouped(sizes, accumulate, k_grouped_kernel):
     assert np.abs(out - ref).max() <= 1e-3 * (np.abs(ref).max() + 1e-9)
 
 
+@pytest.mark.parametrize("fp8", [True, False])
+def test_k_grouped_reads_c_over_many_tiles(fp8, k_grouped_kernel):
+    # C is read by the kernel (not aliased to D): on 3 SMs each CTA walks many
+    # (group, tile) units, reusing its C buffer and barrier phase; an empty
+    # group gives D[g] = C[g]; C comes back unchanged.
+    sizes, k_total, m, n = [300, 0, 650, 1], 1200, 384, 264
+    gs = jnp.asarray(sizes, jnp.int32)
+    x = jnp.asarray(_rng.standard_normal((k_total, m), np.float32))
+    y = jnp.asarray(_rng.standard_normal((k_total, n), np.float32))
+    c = jnp.asarray(_rng.standard_normal((len(sizes), m, n), np.float32) * 2)
+    c_before = np.asarray(c)
+    if fp8:
+        a, b = jaxgemm.per_token_cast_to_fp8_grouped(x, gs), jaxgemm.per_token_cast_to_fp8_grouped(y, gs)
+        fn = jaxgemm.k_grouped_fp8_gemm_tn_contiguous
+    else:
+        a, b = x.astype(jnp.bfloat16), y.astype(jnp.bfloat16)
+        fn = jaxgemm.k_grouped_bf16_gemm_tn_contiguous
+    jnp.full((len(sizes), m, n), jnp.nan, jnp.float32).block_until_ready()  # poison
+    out = jax.jit(lambda a, b, s, c: fn(a, b, s, c=c, num_sms=3))(a, b, gs, c)
+    ref = O.k_grouped(a, b, np.asarray(sizes), c_before)
+    out = np.asarray(out, np.float64)
+    assert np.isfinite(out).all()
+    assert np.abs(out - ref).max() <= 1e-3 * (np.abs(ref).max() + 1e-9)
+    np.testing.assert_array_equal(out[1], c_before[1])  # the empty group
+    np.testing.assert_array_equal(np.asarray(c), c_before)
+
+
 @pytest.mark.parametrize("sizes", [[300, 0, 650, 1], [0, 0], [1000, 900]])
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_k_grouped_bf16(sizes, accumulate, k_grouped_kernel):

@@ -66,10 +66,15 @@ for sizes in ([300, 0, 250, 1], [-3, 500, 600], [0, 0]):
     gs = jnp.asarray(sizes, jnp.int32)
     qx, qy = jaxgemm.per_token_cast_to_fp8_grouped(x, gs), jaxgemm.per_token_cast_to_fp8_grouped(y, gs)
     c = jnp.asarray(rng.standard_normal((len(sizes), mk, nk), np.float32))
-    o8 = jax.jit(lambda p, q, s, c: jaxgemm.k_grouped_fp8_gemm_tn_contiguous(p, q, s, c=c))(qx, qy, gs, c)
+    # With C, read by the kernel, on 2 SMs: several units per CTA reuse its C buffer.
+    o8 = jax.jit(lambda p, q, s, c: jaxgemm.k_grouped_fp8_gemm_tn_contiguous(
+        p, q, s, c=c, num_sms=2))(qx, qy, gs, c)
     o16 = jax.jit(lambda p, q, s: jaxgemm.k_grouped_bf16_gemm_tn_contiguous(p, q, s))(
         x.astype(BF16), y.astype(BF16), gs)
+    o16c = jax.jit(lambda p, q, s, c: jaxgemm.k_grouped_bf16_gemm_tn_contiguous(
+        p, q, s, c=c, num_sms=2))(x.astype(BF16), y.astype(BF16), gs, c)
     print(f"k-grouped {sizes}: fp8 {rel(o8, O.k_grouped(qx, qy, np.asarray(sizes), np.asarray(c))):.1e} "
-          f"bf16 {rel(o16, O.k_grouped(x.astype(BF16), y.astype(BF16), np.asarray(sizes), None)):.1e}",
+          f"bf16 {rel(o16, O.k_grouped(x.astype(BF16), y.astype(BF16), np.asarray(sizes), None)):.1e} "
+          f"bf16+c {rel(o16c, O.k_grouped(x.astype(BF16), y.astype(BF16), np.asarray(sizes), np.asarray(c))):.1e}",
           flush=True)
 print("sanitize sweep done")
