@@ -27,6 +27,14 @@ struct TileAddCStore {
   static_assert(BLOCK_N % kSlabCols == 0, "block N must be a multiple of the store slab");
   static_assert(kSlabBytes % 1024 == 0, "slabs must keep the swizzle period aligned");
 
+  // Before the kernel's prologue synchronises: one "C landed" barrier per
+  // math warpgroup, completed by that warpgroup's C loads.
+  __device__ __forceinline__ static void init_barriers(u64* c_full, u32 math_warpgroups,
+                                                       bool init_thread) {
+    if (init_thread)
+      for (u32 w = 0; w < math_warpgroups; ++w) mbar_init(&c_full[w], 1);
+  }
+
   // One thread of the warpgroup (the one that issues its stores): once the
   // previous tile's stores have read `buf`, load C's rows [row0, row0 + 64)
   // and columns [col0, col0 + BLOCK_N) into it, slab by slab (TMA zero-fills

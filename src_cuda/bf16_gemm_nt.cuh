@@ -50,8 +50,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   const u32 wg = tid / 128;
   const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
   if constexpr (kAccumulate) {
-    if (tid == kMathThreads)
-      for (u32 w = 0; w < kMathWG; ++w) mbar_init(&c_full[w], 1);
+    AddC::init_barriers(c_full, kMathWG, tid == kMathThreads);
     gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1, &tm_a, &tm_b, &tm_d, &tm_c);
   } else {
     gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1, &tm_a, &tm_b, &tm_d);

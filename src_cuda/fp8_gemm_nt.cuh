@@ -69,10 +69,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
   const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
-  if constexpr (kAccumulate) {
-    if (tid == kMathThreads)
-      for (u32 w = 0; w < kMathWG; ++w) mbar_init(&c_full[w], 1);
-  }
+  if constexpr (kAccumulate) AddC::init_barriers(c_full, kMathWG, tid == kMathThreads);
   // Full: the TMA thread's expect-tx arrival and one cp.async arrival per
   // scale-loader lane.
   if constexpr (kAccumulate && kSbPerRow)
