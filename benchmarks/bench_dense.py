@@ -129,13 +129,17 @@ def torch_peers(m, n, k, accumulate):
 
         kb = math.ceil(k / 128)
         # cuBLASLt wants 1x128 scales outer-dim-major ([M, K/128] with
-        # strides (1, M)) and 128x128 scales of b.t() as [K/128, N/128] with
-        # strides (1, K/128) (what torch reported on the H100, 2026-11-27).
+        # strides (1, M); for B [N, K/128] with strides (1, N)) and 128x128
+        # scales of b.t() as [K/128, N/128] with strides (1, K/128).  torch
+        # 2.11 on the H100 rejected the transposes of these that this script
+        # passed until 2026-11-27 ("scale_b must have shape 56 x 17 ..., got
+        # [17, 56]"), so the blockwise peer was never timed here; this form
+        # follows those messages and has not yet run on the device.
         sa = torch.rand(kb, m, device=dev).t()
         sbk = (torch.rand(kb, n, device=dev).t() if accumulate else
                torch.rand(math.ceil(n / 128), kb, device=dev).t())
         rec_b = ScalingType.BlockWise1x128 if accumulate else ScalingType.BlockWise128x128
-        fn = lambda: scaled_mm(a, b.t(), sa, ScalingType.BlockWise1x128, sbk.t(), rec_b,  # noqa: E731
+        fn = lambda: scaled_mm(a, b.t(), sa, ScalingType.BlockWise1x128, sbk, rec_b,  # noqa: E731
                                output_dtype=odt)
         fn()
         out["torch_blockwise"] = do_bench(fn, return_mode="median")
