@@ -81,7 +81,7 @@ bool GemmSpec::validate(std::string* error) const {
   else if (accumulate && !out_f32)
     e << "accumulation into C needs FP32 output";
   else if (adds_c() && block_m > jaxgemm_plan::kAddCMaxBlockM)
-    e << "a dense GEMM with C needs block_m <= " << jaxgemm_plan::kAddCMaxBlockM;
+    e << "a GEMM with C needs block_m <= " << jaxgemm_plan::kAddCMaxBlockM;
   else if (sb_per_row && !is_fp8())
     e << "per-row B scales exist only for FP8";
   if (e.str().empty()) return true;

@@ -18,7 +18,7 @@ BLOCK_K: int = _ext.BLOCK_K
 MAX_BLOCK_N: int = _ext.MAX_BLOCK_N
 #: Dynamic shared memory a Hopper block may use.
 MAX_DYNAMIC_SMEM: int = _ext.MAX_DYNAMIC_SMEM
-#: Tallest tile of a dense GEMM that reads C (its output blocks are staged whole).
+#: Tallest tile of a GEMM that reads C (its output blocks are staged whole).
 ADD_C_MAX_BLOCK_M: int = _ext.ADD_C_MAX_BLOCK_M
 
 
@@ -56,7 +56,7 @@ def k_grouped_scale_rows(k_total: int, groups: int) -> int:
 def gemm_smem_bytes(block_m: int, block_n: int, stages: int, in_bytes: int,
                     out_bytes: int, sb_per_row: bool = False, add_c: bool = False) -> int:
     """Dynamic shared memory of a GEMM kernel config (src_cuda/smem_plan.h);
-    ``add_c``: a dense GEMM that reads C (whole output blocks staged)."""
+    ``add_c``: a GEMM that reads C (whole output blocks staged)."""
     return int(_ext.gemm_smem_bytes(block_m, block_n, stages, in_bytes, out_bytes,
                                     bool(sb_per_row), bool(add_c)))
 

@@ -85,18 +85,8 @@ struct TileAddCStore {
           st_shared_f32x2(slab + off, cv.x + acc[4 * j + 2 * h], cv.y + acc[4 * j + 2 * h + 1]);
         }
       }
-      fence_proxy_async_smem();
-      named_barrier_sync(barrier_id, 128);
-      if (wg_thread == 0) {
-        const u32 col = col0 + s * kSlabCols;
-        if (row0 < m && col < n) {
-          if (group >= 0)
-            tma_store_3d(desc_d, slab, col, row0, group);
-          else
-            tma_store_2d(desc_d, slab, col, row0);
-        }
-        tma_store_commit();
-      }
+      publish_slab(slab, desc_d, row0, col0, s * kSlabCols, m, n, wg_thread, barrier_id,
+                   group);
     }
   }
 

@@ -173,6 +173,29 @@ __device__ __forceinline__ u32 swizzle_offset(u32 offset) {
   return offset ^ (((offset >> 7) & kMask) << 4);
 }
 
+// Hands one staged output slab (64 rows at (row0, col0 + col_off) of D,
+// written by the warpgroup's threads) to TMA: fence, warpgroup barrier, then
+// one thread stores it (3-D D [groups, M, N] when group >= 0; nothing wholly
+// past M or N) and commits a bulk group, empty or not, so that the count of
+// groups stays exact.  The column is formed inside the storing thread's
+// branch, where the kernels had it (the SASS of every kernel is unchanged).
+__device__ __forceinline__ void publish_slab(const unsigned char* slab, const TmaDesc* desc_d,
+                                             u32 row0, u32 col0, u32 col_off, u32 m, u32 n,
+                                             u32 wg_thread, u32 barrier_id, int group) {
+  fence_proxy_async_smem();
+  named_barrier_sync(barrier_id, 128);
+  if (wg_thread == 0) {
+    const u32 col = col0 + col_off;
+    if (row0 < m && col < n) {
+      if (group >= 0)
+        tma_store_3d(desc_d, slab, col, row0, group);
+      else
+        tma_store_2d(desc_d, slab, col, row0);
+    }
+    tma_store_commit();
+  }
+}
+
 // Epilogue of the math warpgroups.  A 64 x BLOCK_N accumulator block (one
 // wave, wgmma register layout) is converted and written to D at (row0,
 // col0) one column slab at a time: the slab goes into the next buffer of
@@ -224,18 +247,7 @@ struct TileStore {
             st_shared_u32(buf + off, pack_bf16x2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
         }
       }
-      fence_proxy_async_smem();
-      named_barrier_sync(barrier_id, 128);
-      if (wg_thread == 0) {
-        const u32 col = col0 + s * kSlabCols;
-        if (row0 < m && col < n) {
-          if (group >= 0)
-            tma_store_3d(desc_d, buf, col, row0, group);
-          else
-            tma_store_2d(desc_d, buf, col, row0);
-        }
-        tma_store_commit();  // one group per slab, empty or not: keeps the count exact
-      }
+      publish_slab(buf, desc_d, row0, col0, s * kSlabCols, m, n, wg_thread, barrier_id, group);
     }
   }
 

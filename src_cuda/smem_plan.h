@@ -56,9 +56,9 @@ JAXGEMM_HD constexpr unsigned store_ring_slabs(unsigned block_n, unsigned out_by
   return block_n / store_slab_cols(block_n, out_bytes) < 2 ? 1 : 2;
 }
 
-// Dense GEMMs with C (src_cuda/add_c_store.cuh) stage each math warpgroup's
-// whole 64-row output block (C loaded into it, D stored from it): one 64-row
-// wave per warpgroup, so block M of at most 128.
+// GEMMs with C (dense and k-grouped, src_cuda/add_c_store.cuh) stage each
+// math warpgroup's whole 64-row output block (C loaded into it, D stored from
+// it): one 64-row wave per warpgroup, so block M of at most 128.
 constexpr unsigned kAddCMaxBlockM = 128;
 
 struct GemmSmemPlan {
