@@ -66,10 +66,11 @@ def parse_configs(text, *, fp8, out_bytes, sb_per_row, add_c=False):
     return out
 
 
-def _attrs(kernel, n, k, cfg, out_f32, accumulate, sb_per_row):
+def _attrs(kernel, m, n, k, cfg, out_f32, accumulate, sb_per_row):
     return dict(kernel=kernel, n=n, k=k, block_m=cfg.block_m, block_n=cfg.block_n,
                 stages=cfg.stages, band_n=cfg.band_n, out_f32=int(out_f32),
                 accumulate=int(accumulate), sb_per_row=int(sb_per_row), cluster=cfg.cluster,
+                scales_tma=int(kernel.startswith("fp8") and _config.scales_by_tma(m)),
                 num_sms=0, smem_override=0)
 
 
@@ -117,7 +118,7 @@ def main():
                     jobs.append(("bf16", "bf16_gemm_nt", m, n, k, cfg, False, False, False))
     n_pad = lambda n: -(-n // 8) * 8  # noqa: E731
     with mp.get_context("spawn").Pool(16) as pool:
-        errs = pool.map(_compile, [_attrs(j[1], n_pad(j[3]), j[4], j[5], j[6], j[7], j[8])
+        errs = pool.map(_compile, [_attrs(j[1], j[2], n_pad(j[3]), j[4], j[5], j[6], j[7], j[8])
                                    for j in jobs])
     results = []
     data = {}

@@ -74,7 +74,15 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
     auto sa = args.get<ffi::AnyBuffer>(1).value();
     auto sb = args.get<ffi::AnyBuffer>(3).value();
     const int64_t kb = layout::num_scale_blocks(spec.k);
-    if (auto e = check_dims("a.scale", sa, ffi::DataType::F32, {m, kb}, spec); e.failure()) return e;
+    if (!spec.scales_tma) {
+      if (auto e = check_dims("a.scale", sa, ffi::DataType::F32, {m, kb}, spec); e.failure())
+        return e;
+    }
+    CUtensorMap tm_sa, tm_sbb;
+    if (auto e = scale_descriptors(spec, sa, sb, m, layout::num_scale_blocks(spec.n), &tm_sa,
+                                   &tm_sbb);
+        e.failure())
+      return e;
     if (spec.sb_per_row) {
       // Per-row B scales arrive transposed, [ceil(K/128), N], so that one TMA
       // box per stage brings a tile's column scales.
@@ -84,7 +92,7 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
       if (!make_tma_2d(*drv, &tm_sb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sb.untyped_data(), spec.n,
                        kb, spec.n * 4, spec.block_n, 1, CU_TENSOR_MAP_SWIZZLE_NONE, &error))
         return internal(error, spec);
-    } else {
+    } else if (!spec.scales_tma) {
       if (auto e = check_dims("b.scale", sb, ffi::DataType::F32,
                               {layout::num_scale_blocks(spec.n), kb}, spec);
           e.failure())
@@ -92,7 +100,7 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
     }
     const float* sa_ptr = static_cast<const float*>(sa.untyped_data());
     const float* sb_ptr = static_cast<const float*>(sb.untyped_data());
-    void* params[] = {&tm_a, &tm_b, &tm_d, &tm_c, &tm_sb, &sa_ptr, &sb_ptr, &m32};
+    void* params[] = {&tm_a, &tm_b, &tm_d, &tm_c, &tm_sb, &tm_sa, &tm_sbb, &sa_ptr, &sb_ptr, &m32};
     if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
   } else {
     void* params[] = {&tm_a, &tm_b, &tm_d, &tm_c, &m32};

@@ -5,11 +5,13 @@
 //                static attributes, load it, keep it in the per-instance state.
 //   initialize:  configure the kernel for the device (before any graph capture).
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "handler_common.h"
 #include "handlers.h"
 #include "kernel_state.h"
+#include "layout.h"
 
 namespace ffi = xla::ffi;
 
@@ -21,7 +23,7 @@ XLA_FFI_REGISTER_STRUCT_ATTR_DECODING(
     ffi::StructMember<int64_t>("stages"), ffi::StructMember<int64_t>("band_n"),
     ffi::StructMember<int64_t>("out_f32"), ffi::StructMember<int64_t>("accumulate"),
     ffi::StructMember<int64_t>("sb_per_row"), ffi::StructMember<int64_t>("cluster"),
-    ffi::StructMember<int64_t>("masked"),
+    ffi::StructMember<int64_t>("masked"), ffi::StructMember<int64_t>("scales_tma"),
     ffi::StructMember<int64_t>("num_sms"),
     ffi::StructMember<int64_t>("smem_override"));
 
@@ -53,6 +55,38 @@ ffi::Error check_dims(const char* name, const ffi::AnyBuffer& buf, ffi::DataType
   for (int64_t want : dims) s << (i++ ? ", " : "") << want;
   s << "] and dtype " << static_cast<int>(dtype);
   return ffi::Error::InvalidArgument(s.str());
+}
+
+ffi::Error scale_descriptors(const GemmSpec& spec, const ffi::AnyBuffer& sa,
+                             const ffi::AnyBuffer& sb, int64_t rows, int64_t b_rows,
+                             CUtensorMap* tm_sa, CUtensorMap* tm_sbb) {
+  std::memset(tm_sa, 0, sizeof *tm_sa);
+  std::memset(tm_sbb, 0, sizeof *tm_sbb);
+  if (!spec.scales_tma) return ffi::Error::Success();
+  const int64_t kb = layout::num_scale_blocks(spec.k);
+  const int64_t a_cols = layout::tma_scale_a_cols(rows);
+  const int64_t kb4 = layout::tma_scale_k_blocks(spec.k);
+  if (auto e = check_dims("a.scale (transposed)", sa, ffi::DataType::F32, {kb, a_cols}, spec);
+      e.failure())
+    return e;
+  if (!spec.sb_per_row) {
+    if (auto e = check_dims("b.scale (K blocks padded to 4)", sb, ffi::DataType::F32,
+                            {b_rows, kb4}, spec);
+        e.failure())
+      return e;
+  }
+  if (rows <= 0) return ffi::Error::Success();  // nothing launches
+  std::string error;
+  const CudaDriver* drv = cuda_driver(&error);
+  if (drv == nullptr) return internal(error, spec);
+  bool ok = make_tma_2d(*drv, tm_sa, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sa.untyped_data(), a_cols,
+                        kb, a_cols * 4, static_cast<uint32_t>(spec.block_m), 1,
+                        CU_TENSOR_MAP_SWIZZLE_NONE, &error);
+  if (ok && !spec.sb_per_row)
+    ok = make_tma_2d(*drv, tm_sbb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sb.untyped_data(), kb4, b_rows,
+                     kb4 * 4, layout::kTmaScaleAlign, 2, CU_TENSOR_MAP_SWIZZLE_NONE, &error);
+  if (!ok) return internal(error, spec);
+  return ffi::Error::Success();
 }
 
 bool persistent_grid(KernelState* state, int64_t units, unsigned* grid, std::string* error) {

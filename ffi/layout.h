@@ -30,6 +30,16 @@ constexpr int64_t contiguous_alignment(int64_t itemsize) {
   return kTmaStrideAlignBytes / itemsize;
 }
 
+// Scales by TMA (the FP8 dense kernel, chosen per call by the config): the A scales go transposed, [ceil(K/128), rows] with rows padded
+// to a multiple of 4 (a 16-byte row stride), so that one contiguous TMA box
+// per stage brings a tile's row scales; per-block B scales keep their layout
+// [.., ceil(N/128), ceil(K/128)] with the K axis padded to a multiple of 4.
+inline constexpr int64_t kTmaScaleAlign = kTmaStrideAlignBytes / 4;
+constexpr int64_t tma_scale_a_cols(int64_t rows) { return round_up(rows, kTmaScaleAlign); }
+constexpr int64_t tma_scale_k_blocks(int64_t k) {
+  return round_up(num_scale_blocks(k), kTmaScaleAlign);
+}
+
 // Per-group 128-row scale blocks for the k-grouped (weight-gradient) GEMM: the
 // token axis is split into groups of ragged length and each group's 1x128
 // scale blocks start at the group's first token, so a block never straddles

@@ -49,6 +49,7 @@ jaxgemm::GemmSpec spec_from_dict(const nb::dict& a) {
   s.cluster = a.contains("cluster") ? get("cluster") : 1;
   s.masked = a.contains("masked") && get("masked") != 0;
   s.masked_zero_fill = !(a.contains("masked") && get("masked") == 2);
+  s.scales_tma = a.contains("scales_tma") && get("scales_tma") != 0;
   s.num_sms = get("num_sms");
   s.smem_override = get("smem_override");
   return s;
@@ -62,12 +63,15 @@ NB_MODULE(_jaxgemm_ext, m) {
   // ---- layout rules (the single source of truth, see ffi/layout.h) --------
   m.attr("SCALE_BLOCK") = L::kScaleBlock;
   m.attr("TMA_STRIDE_ALIGN_BYTES") = L::kTmaStrideAlignBytes;
+  m.attr("TMA_SCALE_ALIGN") = L::kTmaScaleAlign;
   m.attr("BLOCK_K") = L::kBlockK;
   m.attr("MAX_BLOCK_N") = L::kMaxBlockN;
   m.attr("MAX_DYNAMIC_SMEM") = jaxgemm_plan::kMaxDynamicSmem;
   m.attr("ADD_C_MAX_BLOCK_M") = jaxgemm_plan::kAddCMaxBlockM;
   m.def("num_scale_blocks", &L::num_scale_blocks, nb::arg("k"));
   m.def("contiguous_alignment", &L::contiguous_alignment, nb::arg("itemsize"));
+  m.def("tma_scale_a_cols", &L::tma_scale_a_cols, nb::arg("rows"));
+  m.def("tma_scale_k_blocks", &L::tma_scale_k_blocks, nb::arg("k"));
   m.def("k_grouped_scale_rows", &L::k_grouped_scale_rows, nb::arg("k_total"),
         nb::arg("groups"));
   m.def(

@@ -52,9 +52,18 @@ def _pad_axis(x: jax.Array, axis: int, multiple: int) -> jax.Array:
     return jnp.pad(x, pad)
 
 
+def _tma_scales(sa_rows: jax.Array, sb_rows: jax.Array | None):
+    """Scales in the layout of the kernels' TMA scale path (layout.h): A scales
+    [rows, Kb] -> [Kb, rows padded to 4]; per-block B scales [R, Kb] -> K
+    blocks padded to 4 (None: per-row B scales, unchanged)."""
+    align = layout.TMA_SCALE_ALIGN
+    sa_t = _pad_axis(sa_rows.astype(jnp.float32).T, 1, align)
+    return sa_t, (None if sb_rows is None else _pad_axis(sb_rows, 1, align))
+
+
 def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
                 out_dtype, cfg: _config.GemmConfig, *, accumulate: bool,
-                sb_per_row: bool, num_sms: int | None):
+                sb_per_row: bool, num_sms: int | None, scales_tma: bool = False):
     _ext.ensure_registered()
     out_f32 = np.dtype(out_dtype) == np.float32
     call = jax.ffi.ffi_call(
@@ -68,7 +77,7 @@ def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(out_f32), accumulate=int(accumulate),
         sb_per_row=int(sb_per_row), cluster=int(cfg.cluster), masked=0,
-        num_sms=int(num_sms or 0),
+        scales_tma=int(scales_tma), num_sms=int(num_sms or 0),
         smem_override=int(_smem_override))
 
 
@@ -96,14 +105,20 @@ def fp8_gemm_nt(a, sa, b, sb, c=None, *, out_dtype, num_sms=None):
         sb_k = sb.astype(jnp.float32)
         if layout.num_scale_blocks(n_pad) != sb_k.shape[0]:
             sb_k = _pad_axis(sb_k, 0, layout.num_scale_blocks(n_pad))
-    operands = [a_p, sa.astype(jnp.float32), b_p, sb_k]
+    sa_k = sa.astype(jnp.float32)
+    tma = _config.scales_by_tma(m)
+    if tma:
+        sa_k, sb_t = _tma_scales(sa_k, None if sb_per_row else sb_k)
+        sb_k = sb_k if sb_per_row else sb_t
+    operands = [a_p, sa_k, b_p, sb_k]
     if c is not None:
         operands.append(_pad_axis(c.astype(jnp.float32), 1, n_align))
     cfg = _forced_config or _config.dense_config(
         m, n_pad, k_pad, fp8=True, out_bytes=out_dtype.itemsize, sb_per_row=sb_per_row,
         num_sms=num_sms, add_c=c is not None)
     d = _dense_call("fp8_gemm_nt", operands, m, n_pad, k_pad, out_dtype, cfg,
-                    accumulate=c is not None, sb_per_row=sb_per_row, num_sms=num_sms)
+                    accumulate=c is not None, sb_per_row=sb_per_row, num_sms=num_sms,
+                    scales_tma=tma)
     return d if n_pad == n else d[:, :n]
 
 
@@ -144,7 +159,8 @@ def _grouped_call(operands, out_shape, out_dtype, n_pad, k_pad, cfg, *, masked, 
         kernel=kernel, m=0, n=int(n_pad), k=int(k_pad),
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(np.dtype(out_dtype) == np.float32), accumulate=0,
-        sb_per_row=0, cluster=int(cfg.cluster), masked=int(masked), num_sms=int(num_sms or 0),
+        sb_per_row=0, cluster=int(cfg.cluster), masked=int(masked),
+        scales_tma=0, num_sms=int(num_sms or 0),
         smem_override=int(_smem_override))
 
 
@@ -330,7 +346,7 @@ def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
              k=int(rows * layout.SCALE_BLOCK), block_m=int(cfg.block_m),
              block_n=int(cfg.block_n), stages=int(cfg.stages), band_n=int(cfg.band_n),
              out_f32=1, accumulate=int(c is not None), sb_per_row=int(fp8),
-             cluster=int(cfg.cluster), masked=0, num_sms=int(num_sms or 0),
+             cluster=int(cfg.cluster), masked=0, scales_tma=0, num_sms=int(num_sms or 0),
              smem_override=int(_smem_override))
     return d if n_pad == n else d[:, :, :n]
 
@@ -363,10 +379,10 @@ if os.environ.get("JAXGEMM_GROUPED_KERNELS", "1") not in ("", "0"):
 
 
 def _gemm_attrs(kernel, n, k, bm, bn, stages, *, out_f32=0, accumulate=0, sb_per_row=0,
-                 cluster=1, masked=0, m=0):
+                 cluster=1, masked=0, m=0, scales_tma=0):
     return dict(kernel=kernel, m=m, n=n, k=k, block_m=bm, block_n=bn, stages=stages, band_n=16,
                 out_f32=out_f32, accumulate=accumulate, sb_per_row=sb_per_row, cluster=cluster,
-                masked=masked, num_sms=0, smem_override=0)
+                masked=masked, scales_tma=scales_tma, num_sms=0, smem_override=0)
 
 
 #: One representative instance per kernel source and variant; the CPU tests
@@ -378,6 +394,10 @@ SAMPLE_SPECS: list[dict] = [
     _gemm_attrs("fp8_gemm_nt", 7168, 16384, 256, 128, 3, cluster=2),
     _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 128, 4, out_f32=1, accumulate=1, sb_per_row=1),
     _gemm_attrs("fp8_gemm_nt", 4096, 2048, 128, 160, 4, out_f32=1),
+    _gemm_attrs("fp8_gemm_nt", 7168, 16384, 256, 128, 3, cluster=2, scales_tma=1),
+    _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 112, 5, out_f32=1, accumulate=1, scales_tma=1),
+    _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 128, 4, out_f32=1, accumulate=1, sb_per_row=1,
+                scales_tma=1),
     _gemm_attrs("bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
     _gemm_attrs("bf16_gemm_nt", 4096, 7168, 256, 128, 3),
     _gemm_attrs("bf16_gemm_nt", 2112, 7168, 64, 64, 8, out_f32=1, accumulate=1),
@@ -399,7 +419,8 @@ SAMPLE_SPECS: list[dict] = [
 
 def sample_spec_id(spec: dict) -> str:
     flags = "".join(f for f, on in (("f32", spec["out_f32"]), ("acc", spec["accumulate"]),
-                                    ("row", spec["sb_per_row"]), ("masked", spec["masked"]))
+                                    ("row", spec["sb_per_row"]), ("masked", spec["masked"]),
+                                    ("tma", spec.get("scales_tma", 0)))
                     if on)
     return (f"{spec['kernel']}-{spec['block_m']}x{spec['block_n']}x{spec['stages']}"
             f"-c{spec['cluster']}"

@@ -12,6 +12,9 @@ from jaxgemm import _jaxgemm_ext as _ext
 SCALE_BLOCK: int = _ext.SCALE_BLOCK
 #: Global strides handed to TMA must be multiples of this many bytes.
 TMA_STRIDE_ALIGN_BYTES: int = _ext.TMA_STRIDE_ALIGN_BYTES
+#: Scales loaded by TMA: the transposed A scales' rows and the B scales' K
+#: blocks are padded to a multiple of this (a 16-byte stride).
+TMA_SCALE_ALIGN: int = _ext.TMA_SCALE_ALIGN
 #: K consumed per pipeline stage by the FP8 kernels (one scale block).
 BLOCK_K: int = _ext.BLOCK_K
 #: Widest tile the kernels use along N.

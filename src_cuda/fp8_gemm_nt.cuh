@@ -3,16 +3,19 @@
 // A [M, K] e4m3 with per-token scales sa [M, ceil(K/128)] (1x128 blocks);
 // B [N, K] e4m3 with per-block scales sb [ceil(N/128), ceil(K/128)] (128x128)
 // or, with kSbPerRow, per-row scales given transposed as [ceil(K/128), N].
+// With kTmaScales the A scales come transposed, [ceil(K/128), M padded to 4]
+// (tm_sa), and per-block B scales padded along K to 4 (tm_sbb): the TMA
+// thread loads both with each stage (gemm_common.cuh, TmaStageScales).
 //
 // Structure: a persistent grid (of clusters of kCluster CTAs) walks output
 // tiles.  The last warpgroup is the producer: one thread streams A and B
 // tiles (and per-row B scales) into a kStages-deep shared-memory ring with
 // TMA; in a cluster each CTA loads a slice of the shared A tile and
-// multicasts it to its peers, which take neighbouring N blocks.  A second
-// producer warp copies each stage's scales (the tile rows' A scales and the
-// tile's B block scales) into the stage, so the math warpgroups never wait
-// on global memory.  One or two
-// math warpgroups each own block_m / (64 * #warpgroups) 64-row waves of the
+// multicasts it to its peers, which take neighbouring N blocks.  Each stage
+// also carries its scales (the tile rows' A scales and the tile's B block
+// scales), loaded by TMA with the tiles (kTmaScales) or else copied by a
+// second producer warp, so the math warpgroups never wait on global memory.
+// One or two math warpgroups each own block_m / (64 * #warpgroups) 64-row waves of the
 // tile.  Per stage (128 of K) a wave runs FP8 wgmma into a fresh
 // accumulator and then promotes it into FP32 registers on the CUDA cores,
 // multiplied by sa[row] * sb: the tensor cores' FP8 accumulator keeps only
@@ -31,11 +34,13 @@
 namespace jaxgemm {
 
 template <u32 SHAPE_N, u32 SHAPE_K, u32 BLOCK_M, u32 BLOCK_N, u32 kStages, bool kOutF32,
-          bool kAccumulate, bool kSbPerRow, u32 kBandN, u32 kCluster>
+          bool kAccumulate, bool kSbPerRow, bool kTmaScales, u32 kBandN, u32 kCluster>
 __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     fp8_gemm_nt_kernel(const __grid_constant__ TmaDesc tm_a, const __grid_constant__ TmaDesc tm_b,
                        const __grid_constant__ TmaDesc tm_d, const __grid_constant__ TmaDesc tm_c,
                        const __grid_constant__ TmaDesc tm_sb,
+                       const __grid_constant__ TmaDesc tm_sa,
+                       const __grid_constant__ TmaDesc tm_sbb,
                        const float* __restrict__ sa, const float* __restrict__ sb, u32 m) {
   constexpr u32 BLOCK_K = 128;
   constexpr u32 kNumKBlocks = (SHAPE_K + BLOCK_K - 1) / BLOCK_K;
@@ -49,6 +54,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, kSbPerRow>;
   using Store = TileStore<BLOCK_N, kOutF32>;
   using AddC = TileAddCStore<BLOCK_N>;
+  using Scales = TmaStageScales<BLOCK_M, !kSbPerRow>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
   static_assert(kSbPerRow || jaxgemm_plan::fits_two_scale_blocks(BLOCK_N),
@@ -70,17 +76,28 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   const u32 wg = tid / 128;
   const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
   if constexpr (kAccumulate) AddC::init_barriers(c_full, kMathWG, tid == kMathThreads);
-  // Full: the TMA thread's expect-tx arrival and one cp.async arrival per
-  // scale-loader lane.
-  if constexpr (kAccumulate && kSbPerRow)
-    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_c,
-                  &tm_sb);
+  // Full: the TMA thread's expect-tx arrival, plus one cp.async arrival per
+  // scale-loader lane unless the scales come by TMA.
+  constexpr u32 kFullArrivals = kTmaScales ? 1 : 1 + 32;
+  const bool init = tid == kMathThreads;
+  if constexpr (kTmaScales && kAccumulate && kSbPerRow)
+    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_c, &tm_sb,
+                  &tm_sa);
+  else if constexpr (kTmaScales && kAccumulate)
+    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_c, &tm_sa,
+                  &tm_sbb);
+  else if constexpr (kTmaScales && kSbPerRow)
+    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_sb, &tm_sa);
+  else if constexpr (kTmaScales)
+    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_sa, &tm_sbb);
+  else if constexpr (kAccumulate && kSbPerRow)
+    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_c, &tm_sb);
   else if constexpr (kAccumulate)
-    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_c);
+    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_c);
   else if constexpr (kSbPerRow)
-    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_sb);
+    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_sb);
   else
-    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d);
+    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d);
 
   const DenseScheduler<kBandN, kCluster> sched(m, BLOCK_M, SHAPE_N, BLOCK_N);
 
@@ -89,8 +106,10 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     warpgroup_reg_dealloc<40>();
     const u32 ptid = tid - kMathThreads;
     if (ptid == 0) {
-      // TMA: A (a multicast slice in a cluster), B, per-row B scales.
-      constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage + (kSbPerRow ? BLOCK_N * 4 : 0);
+      // TMA: A (a multicast slice in a cluster), B, per-row B scales, and
+      // with kTmaScales the stage's A and B block scales.
+      constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage + (kSbPerRow ? BLOCK_N * 4 : 0) +
+                                  (kTmaScales ? Scales::kBytes : 0);
       u32 stage = 0, phase = 0;
       for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
         u32 mb, nb;
@@ -103,11 +122,14 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
           tma_load_2d(sm.b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
           if constexpr (kSbPerRow)
             tma_load_2d(sm.sb + stage * kPlan.sb_stage, &tm_sb, bar, nb * BLOCK_N, kb);
+          if constexpr (kTmaScales)
+            Scales::load(sm.sf + stage * kPlan.sf_stage, &tm_sa, &tm_sbb, bar, mb * BLOCK_M, kb,
+                         nb * BLOCK_N / 128);
           mbar_arrive_expect_tx(bar, kStageBytes);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
       }
-    } else if (ptid >= 32 && ptid < 64) {
+    } else if (!kTmaScales && ptid >= 32 && ptid < 64) {
       // Scale loader: sf[r] = sa[m0 + r, kb] for the tile's rows (0 past M),
       // then the tile's two B block scales (per-block B scales only), copied
       // with cp.async so that up to kStages stages of scales are in flight.

@@ -49,7 +49,7 @@ struct Fp8TileMath {
   static constexpr bool kPipelined = kWaves == 1 && 3 * kAcc <= 192;
 
   // A stage's scales for one wave of this thread: its two rows' A scales and
-  // (per-block B scales) the tile's two B block scales.
+  // (per-block B scales) the tile's two B block scales for K block kb.
   struct Scales {
     float a0, a1, b0, b1;
   };
@@ -65,7 +65,7 @@ struct Fp8TileMath {
         q(lane % 4),
         wg(wg_) {}
 
-  __device__ __forceinline__ Scales read_scales(const StageView& v, u32 s, u32 w) const {
+  __device__ __forceinline__ Scales read_scales(const StageView& v, u32 s, u32 w, u32 kb) const {
     const float* sf = reinterpret_cast<const float*>(v.sf + s * v.sf_bytes);
     Scales sc;
     sc.a0 = sf[row + w * 64];
@@ -73,8 +73,8 @@ struct Fp8TileMath {
     if constexpr (kSbPerRow) {
       sc.b0 = sc.b1 = 0.f;
     } else {
-      sc.b0 = sf[BLOCK_M];
-      sc.b1 = sf[BLOCK_M + 1];
+      sc.b0 = sf[BLOCK_M + b_scale_slot(kb)];
+      sc.b1 = sf[BLOCK_M + kSecondBScale + b_scale_slot(kb)];
     }
     return sc;
   }
@@ -175,7 +175,7 @@ struct Fp8TileMath {
       mbar_wait(&ring.full[stage], phase);
       Scales sc[kWaves];
 #pragma unroll
-      for (u32 w = 0; w < kWaves; ++w) sc[w] = read_scales(v, stage, w);
+      for (u32 w = 0; w < kWaves; ++w) sc[w] = read_scales(v, stage, w, kb);
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w) {
         if (w == 0 && kb == 0) stagger_wait();
@@ -206,7 +206,7 @@ struct Fp8TileMath {
     Scales sc[2];
     u32 job_stage[2];
     mbar_wait(&ring.full[stage], phase);
-    sc[0] = read_scales(v, stage, 0);
+    sc[0] = read_scales(v, stage, 0, 0);
     job_stage[0] = stage;
     stagger_wait();
     issue(v, stage, 0, acc[0]);
@@ -231,7 +231,7 @@ struct Fp8TileMath {
     if (j + 1 < num_k_blocks) {
       advance<RingT>(stage, phase);
       mbar_wait(&ring.full[stage], phase);
-      sc[1 - P] = read_scales(v, stage, 0);
+      sc[1 - P] = read_scales(v, stage, 0, j + 1);
       job_stage[1 - P] = stage;
       issue(v, stage, 0, acc[1 - P]);
 #pragma unroll

