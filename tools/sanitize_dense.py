@@ -2,6 +2,8 @@
 
     compute-sanitizer --tool memcheck --kernel-name kns=gemm_nt_kernel python3 tools/sanitize_dense.py
 """
+import os
+
 import numpy as np
 
 import jax
@@ -10,6 +12,9 @@ import jax.numpy as jnp
 import jaxgemm
 from jaxgemm import _config, _kernels
 
+# SANITIZE_FP8_ONLY=1: skip the BF16 kernels (a shorter run, e.g. with
+# JAXGEMM_TMA_SCALES=1 to check the FP8 kernels' TMA scale path alone).
+FP8_ONLY = os.environ.get("SANITIZE_FP8_ONLY", "0") not in ("", "0")
 CONFIGS = [(64, 16, 4, 1), (64, 48, 4, 2), (128, 96, 4, 1), (128, 128, 3, 2), (256, 64, 3, 2)]
 for (m, n, k) in [(1, 8, 128), (77, 136, 384), (200, 264, 640)]:
     a = jax.random.normal(jax.random.PRNGKey(m), (m, k))
@@ -21,14 +26,17 @@ for (m, n, k) in [(1, 8, 128), (77, 136, 384), (200, 264, 640)]:
     for bm, bn, st, cl in CONFIGS:
         with _kernels.force_config(_config.GemmConfig(bm, bn, st, cl)):
             out = jax.jit(lambda x, y: jaxgemm.fp8_gemm_nt(x, y))(qa, qb)
-            out3 = jax.jit(jaxgemm.bf16_gemm_nt)(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))
+            out3 = None if FP8_ONLY else jax.jit(jaxgemm.bf16_gemm_nt)(
+                a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))
         # With C (read by the kernel, block M <= 128), on 2 SMs so that each
         # CTA reuses its C buffer and barrier over several tiles.
         with _kernels.force_config(_config.GemmConfig(min(bm, 128), bn, st, cl)):
             out2 = jax.jit(lambda x, y, z: jaxgemm.fp8_gemm_nt(x, y, c=z, num_sms=2))(qa, qbr, c)
-            out4 = jax.jit(lambda x, y, z: jaxgemm.bf16_gemm_nt(x, y, c=z, num_sms=2))(
+            out5 = jax.jit(lambda x, y, z: jaxgemm.fp8_gemm_nt(x, y, c=z, num_sms=2))(qa, qb, c)
+            out4 = None if FP8_ONLY else jax.jit(
+                lambda x, y, z: jaxgemm.bf16_gemm_nt(x, y, c=z, num_sms=2))(
                 a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), c)
-        jax.block_until_ready((out, out2, out3, out4))
+        jax.block_until_ready((out, out2, out3, out4, out5))
         err = np.abs(np.asarray(out, np.float64) - ref).max() / (np.abs(ref).max() + 1e-9)
         print(f"{m}x{n}x{k} {bm}x{bn}x{st} c{cl}: rel err {err:.2e}", flush=True)
 print("sanitize sweep done")
