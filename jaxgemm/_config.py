@@ -112,10 +112,11 @@ def _block_n_candidates(fp8: bool, sb_per_row: bool, block_m: int) -> list[int]:
     return out
 
 
-#: FP8 dense GEMMs of at least this many rows take their scales by TMA: measured +8-9% at M = 4096 (H100, 2026-11-28) over the
+#: FP8 dense GEMMs of at least this many rows take their scales by TMA:
+#: measured +7-10% at M = 4096 (H100, 2026-11-28, transpose included) over the
 #: cp.async scale loader, but the A scales must then be transposed first (one
-#: small XLA op, a few microseconds even when tiny; free where XLA fuses it
-#: into the quantization), which would cost more than it gains on short
+#: small XLA op, a few microseconds even when tiny, unless XLA fuses it into
+#: the quantization), which would cost more than it gains on short
 #: small-M GEMMs.  ``JAXGEMM_TMA_SCALES=0/1`` forces either path (A/B runs).
 TMA_SCALES_MIN_ROWS = 1024
 
