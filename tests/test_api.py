@@ -524,3 +524,28 @@ def test_disable_jit():
         outv = jax.vmap(lambda a: jg.fp8_gemm_nt(a, B))((A[0][None], A[1][None]))
     assert_close(out, O.gemm(A, B))
     assert_same((outv[0]), O.to64(out))
+
+
+@pytest.mark.parametrize("m,tma", [(64, 0), (1025, 1)])
+def test_cuda_lowering_picks_the_scale_layout(clean_backend, m, tma):
+    # Cross-lowered for CUDA (no GPU needed): from 1024 rows the FP8 dense call
+    # hands the kernel transposed A scales [Kb, M padded to 4] and B scales
+    # with K blocks padded to 4, and says so in its scales_tma attribute
+    # (ffi/layout.h); below, the scales go as they are.
+    import re
+
+    clean_backend.setattr(_backend, "cuda_device_info", lambda: ("9.0", "H100"))
+    clean_backend.delenv("JAXGEMM_TMA_SCALES", raising=False)
+    k, n = 640, 256
+    a = jg.per_token_cast_to_fp8(jnp.asarray(np.random.default_rng(m).standard_normal((m, k)),
+                                             jnp.float32))
+    b = jg.per_block_cast_to_fp8(jnp.ones((n, k), jnp.float32))
+    exp = jax.export.export(
+        jax.jit(jg.fp8_gemm_nt), platforms=("cuda",),
+        disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("jaxgemm_dense_gemm")])(a, b)
+    calls = [ln for ln in exp.mlir_module().splitlines() if "custom_call @jaxgemm_dense_gemm" in ln]
+    assert len(calls) == 1
+    assert re.search(r"scales_tma = (\d)", calls[0]).group(1) == str(tma)
+    sa, sb = ("tensor<5x1028xf32>", "tensor<2x8xf32>") if tma else (f"tensor<{m}x5xf32>",
+                                                                    "tensor<2x5xf32>")
+    assert f"{sa}, tensor<{n}x{k}xf8E4M3FN>, {sb})" in calls[0], calls[0]
