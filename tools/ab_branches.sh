@@ -1,0 +1,51 @@
+#!/bin/bash
+# Same-call A/B of several git branches on the device: for each "tag:branch"
+# in $AB_BRANCHES (in order), check the branch out into its own worktree,
+# build and install it, run the GPU tests matching $AB_TESTS_K (if set) and
+# the dense sweep with $AB_SWEEP_ARGS (tagged with the tag), then put the
+# repository's own tree back.  Per-tag environment: AB_ENV_<tag>="VAR=value
+# ..." (e.g. AB_ENV_rows="JAXGEMM_TMA_SCALES=2").  Logs and sweep JSON go
+# to $OUT.  Example (one device call):
+#
+#   AB_BRANCHES="main:main pipe:next/pipelined-uniform-wgmma" \
+#   AB_TESTS_K="scale_path or fp8_configs or contiguous or k_grouped" \
+#   AB_SWEEP_ARGS="--sets dense_fp8_nt --shapes 4096x7168x16384 --configs 128x128x5c2,256x128x3c2" \
+#   tools/ab_branches.sh
+set -o pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export JAXGEMM_RESULTS_DIR="$OUT"
+root=$(pwd)
+install() {  # install the tree in $1, log to $2
+  (cd "$1" && CXX=/usr/bin/g++ CC=/usr/bin/gcc python3 -m pip install --no-build-isolation \
+    --no-deps -e . > "$2" 2>&1) || { echo "build failed: $2"; tail -20 "$2"; return 1; }
+}
+for pair in ${AB_BRANCHES:?set AB_BRANCHES to \"tag:branch ...\"}; do
+  tag=${pair%%:*}; branch=${pair#*:}
+  wt=/tmp/wt_$tag
+  if [ "$branch" = "." ]; then wt=$root; else
+    rm -rf "$wt"; git worktree prune
+    git worktree add -f "$wt" "$branch" > /dev/null 2>&1 || { echo "no branch $branch"; continue; }
+  fi
+  echo "== $tag ($branch, $(git -C "$wt" rev-parse --short HEAD))"
+  install "$wt" "$OUT/build_$tag.log" || continue
+  envvar="AB_ENV_$tag"
+  (
+    cd "$wt" || exit 1
+    # shellcheck disable=SC2163
+    for kv in ${!envvar}; do export "$kv"; done
+    export JAXGEMM_COMMIT=$(git rev-parse --short HEAD)
+    if [ -n "$AB_TESTS_K" ]; then
+      timeout "${AB_TESTS_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -m gpu tests \
+        -k "$AB_TESTS_K" > "$OUT/gpu_tests_$tag.log" 2>&1
+      echo "tests rc=$? $(tail -1 "$OUT/gpu_tests_$tag.log")"
+    fi
+    if [ -n "$AB_SWEEP_ARGS" ]; then
+      # shellcheck disable=SC2086
+      timeout "${AB_SWEEP_TIMEOUT:-200}" python3 benchmarks/sweep_dense.py --tag "$tag" \
+        $AB_SWEEP_ARGS 2>&1 | tee -a "$OUT/sweep_ab.log" | grep -E "^$tag |rror" | tail -12
+    fi
+  )
+done
+install "$root" "$OUT/build_root.log" > /dev/null
