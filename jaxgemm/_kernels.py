@@ -53,11 +53,11 @@ def _pad_axis(x: jax.Array, axis: int, multiple: int) -> jax.Array:
 
 
 def _tma_scales(sa_rows: jax.Array, sb_rows: jax.Array | None):
-    """Scales in the layout of the kernels' TMA scale path (layout.h): A scales
-    [rows, Kb] -> [Kb, rows padded to 4]; per-block B scales [R, Kb] -> K
-    blocks padded to 4 (None: per-row B scales, unchanged)."""
+    """Float32 scales in the layout of the kernels' TMA scale path (layout.h):
+    A scales [rows, Kb] -> [Kb, rows padded to 4]; per-block B scales [R, Kb]
+    -> K blocks padded to 4 (None: per-row B scales, unchanged)."""
     align = layout.TMA_SCALE_ALIGN
-    sa_t = _pad_axis(sa_rows.astype(jnp.float32).T, 1, align)
+    sa_t = _pad_axis(sa_rows.T, 1, align)
     return sa_t, (None if sb_rows is None else _pad_axis(sb_rows, 1, align))
 
 
@@ -107,9 +107,10 @@ def fp8_gemm_nt(a, sa, b, sb, c=None, *, out_dtype, num_sms=None):
             sb_k = _pad_axis(sb_k, 0, layout.num_scale_blocks(n_pad))
     sa_k = sa.astype(jnp.float32)
     tma = _config.scales_by_tma(m)
-    if tma:
+    if tma:  # per-row B scales already have the layout the kernel's TMA reads
         sa_k, sb_t = _tma_scales(sa_k, None if sb_per_row else sb_k)
-        sb_k = sb_k if sb_per_row else sb_t
+        if not sb_per_row:
+            sb_k = sb_t
     operands = [a_p, sa_k, b_p, sb_k]
     if c is not None:
         operands.append(_pad_axis(c.astype(jnp.float32), 1, n_align))
