@@ -194,7 +194,14 @@ struct Fp8TileMath {
   }
 
   // Stage j's accumulator is acc[j % 2]; stage j + 1's wgmma is issued
-  // before stage j is promoted.
+  // before stage j is promoted.  The loop's back edge is reached only with
+  // one wgmma group in flight (stage j + 2's, in acc[0]) and both exits with
+  // none: when the last step was chosen inside a step and the paths met at
+  // the back edge with one group or none in flight, ptxas injected a full
+  // wait there ("C7517: warpgroup.wait is injected ... to allow use of
+  // registers defined by GMMA"), so every second step promoted without
+  // overlap, and in the masked 64x112 kernel it serialized every wgmma
+  // (C7514).  A form with the tail peeled after the loop got C7514 too.
   template <class RingT>
   __device__ __forceinline__ void run_pipelined(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
                                                 const RingT& ring, const StageView& v,
@@ -210,25 +217,32 @@ struct Fp8TileMath {
     job_stage[0] = stage;
     stagger_wait();
     issue(v, stage, 0, acc[0]);
-    for (u32 j = 0; j < num_k_blocks; j += 2) {
-      step<0>(j, num_k_blocks, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
-      if (j + 1 < num_k_blocks)
-        step<1>(j + 1, num_k_blocks, fin, acc, sc, job_stage, ring, v, stage, phase, lane,
-                boundary);
+    for (u32 j = 0;; j += 2) {
+      if (j + 1 >= num_k_blocks) {
+        step<0, false>(j, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
+        break;
+      }
+      step<0, true>(j, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
+      if (j + 2 >= num_k_blocks) {
+        step<1, false>(j + 1, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
+        break;
+      }
+      step<1, true>(j + 1, fin, acc, sc, job_stage, ring, v, stage, phase, lane, boundary);
     }
     advance<RingT>(stage, phase);
   }
 
-  // One step of the pipelined schedule: issue stage j + 1's wgmma (into the
-  // other accumulator), then wait for stage j's only, promote it and release
-  // the stage.  P = j % 2 names stage j's accumulator.
-  template <u32 P, class RingT>
-  __device__ __forceinline__ void step(u32 j, u32 num_k_blocks, float (&fin)[kWaves][kAcc],
+  // One step of the pipelined schedule: with kIssueNext, issue stage j + 1's
+  // wgmma (into the other accumulator) and wait for stage j's only, else
+  // (the last stage) wait for all; then promote stage j and release it.
+  // P = j % 2 names stage j's accumulator.
+  template <u32 P, bool kIssueNext, class RingT>
+  __device__ __forceinline__ void step(u32 j, float (&fin)[kWaves][kAcc],
                                        float (&acc)[2][kAcc], Scales (&sc)[2],
                                        u32 (&job_stage)[2], const RingT& ring,
                                        const StageView& v, u32& stage, u32& phase, u32 lane,
                                        u32 boundary) const {
-    if (j + 1 < num_k_blocks) {
+    if constexpr (kIssueNext) {
       advance<RingT>(stage, phase);
       mbar_wait(&ring.full[stage], phase);
       sc[1 - P] = read_scales(v, stage, 0, j + 1);
