@@ -23,7 +23,7 @@ GemmSpec GemmSpec::from_attrs(const GemmAttrs& a) {
   s.cluster = a.cluster;
   s.masked = a.masked != 0;
   s.masked_zero_fill = a.masked != 2;
-  s.scales_tma = a.scales_tma != 0;
+  s.scales_tma = static_cast<int>(a.scales_tma);
   s.num_sms = a.num_sms;
   s.smem_override = a.smem_override;
   return s;
@@ -42,7 +42,7 @@ unsigned GemmSpec::smem_bytes() const {
                                       static_cast<unsigned>(stages),
                                       static_cast<unsigned>(in_bytes()),
                                       static_cast<unsigned>(out_bytes()), sb_per_row,
-                                      adds_c())
+                                      adds_c(), scales_tma == 2)
       .total;
 }
 
@@ -85,6 +85,8 @@ bool GemmSpec::validate(std::string* error) const {
     e << "a GEMM with C needs block_m <= " << jaxgemm_plan::kAddCMaxBlockM;
   else if (sb_per_row && !is_fp8())
     e << "per-row B scales exist only for FP8";
+  else if (scales_tma < 0 || scales_tma > 2)
+    e << "scales_tma must be 0, 1 or 2";
   else if (scales_tma && (!is_fp8() || is_grouped() || is_k_grouped() || is_pack()))
     e << "scales by TMA exist only for the FP8 dense GEMM";
   if (e.str().empty()) return true;
@@ -118,7 +120,7 @@ KernelRequest GemmSpec::request() const {
   if (is_grouped())
     args << (masked ? "true" : "false") << ", ";
   else if (is_fp8())
-    args << (sb_per_row ? "true" : "false") << ", " << (scales_tma ? "true" : "false") << ", ";
+    args << (sb_per_row ? "true" : "false") << ", " << scales_tma << ", ";
   args << band_n << ", " << cluster;
   KernelRequest r;
   r.name = kernel;
@@ -136,7 +138,7 @@ std::string GemmSpec::describe() const {
   s << kernel << (m ? " m=" + std::to_string(m) : std::string()) << " n=" << n << " k=" << k << " block=" << block_m << "x" << block_n
     << " stages=" << stages << " band_n=" << band_n << " cluster=" << cluster << " out=" << (out_f32 ? "f32" : "bf16")
     << (accumulate ? " +C" : "") << (sb_per_row ? " sb=per-row" : "")
-    << (scales_tma ? " scales=tma" : "")
+    << (scales_tma == 1 ? " scales=tma" : scales_tma == 2 ? " scales=tma-rows" : "")
     << (is_grouped() ? (masked ? (masked_zero_fill ? " masked" : " masked(no zero rows)")
                                : " contiguous")
                      : "");

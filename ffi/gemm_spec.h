@@ -22,8 +22,8 @@ struct GemmAttrs {
   int64_t cluster;          // CTAs per cluster sharing the A tile by TMA multicast (1, 2, 4)
   int64_t masked;           // m-grouped: 0 = contiguous; masked layout: 1 = rows past
                             // masked_m zeroed, 2 = left untouched
-  int64_t scales_tma;       // FP8 dense: A scales transposed and all scales loaded by TMA
-                            // (layout.h); 0 = the cp.async scale loader
+  int64_t scales_tma;       // FP8 dense: 0 = the cp.async scale loader; scales by TMA
+                            // (layout.h) from 1 = transposed A scales, 2 = row boxes
   int64_t num_sms;          // grid cap; 0 = every SM of the device
   int64_t smem_override;    // tests only: launch with this much dynamic smem (0 = planned)
 };
@@ -33,7 +33,8 @@ struct GemmSpec {
   int64_t m = 0, n = 0, k = 0, block_m = 0, block_n = 0, stages = 0, band_n = 0, cluster = 1;
   bool masked = false;
   bool masked_zero_fill = true;  // masked only: store zeros past masked_m
-  bool out_f32 = false, accumulate = false, sb_per_row = false, scales_tma = false;
+  bool out_f32 = false, accumulate = false, sb_per_row = false;
+  int scales_tma = 0;  // 0 cp.async loader, 1 TMA from transposed A scales, 2 TMA row boxes
   int64_t num_sms = 0, smem_override = 0;
 
   static GemmSpec from_attrs(const GemmAttrs& a);

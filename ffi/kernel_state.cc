@@ -66,9 +66,17 @@ ffi::Error scale_descriptors(const GemmSpec& spec, const ffi::AnyBuffer& sa,
   const int64_t kb = layout::num_scale_blocks(spec.k);
   const int64_t a_cols = layout::tma_scale_a_cols(rows);
   const int64_t kb4 = layout::tma_scale_k_blocks(spec.k);
-  if (auto e = check_dims("a.scale (transposed)", sa, ffi::DataType::F32, {kb, a_cols}, spec);
-      e.failure())
+  const bool row_boxes = spec.scales_tma == 2;
+  if (row_boxes) {
+    if (auto e = check_dims("a.scale (K blocks padded to 4)", sa, ffi::DataType::F32, {rows, kb4},
+                            spec);
+        e.failure())
+      return e;
+  } else if (auto e = check_dims("a.scale (transposed)", sa, ffi::DataType::F32, {kb, a_cols},
+                                 spec);
+             e.failure()) {
     return e;
+  }
   if (!spec.sb_per_row) {
     if (auto e = check_dims("b.scale (K blocks padded to 4)", sb, ffi::DataType::F32,
                             {b_rows, kb4}, spec);
@@ -79,9 +87,16 @@ ffi::Error scale_descriptors(const GemmSpec& spec, const ffi::AnyBuffer& sa,
   std::string error;
   const CudaDriver* drv = cuda_driver(&error);
   if (drv == nullptr) return internal(error, spec);
-  bool ok = make_tma_2d(*drv, tm_sa, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sa.untyped_data(), a_cols,
-                        kb, a_cols * 4, static_cast<uint32_t>(spec.block_m), 1,
-                        CU_TENSOR_MAP_SWIZZLE_NONE, &error);
+  // Row boxes: 4 K blocks x block_m rows of [rows, kb4]; else one K block's
+  // block_m rows of the transposed [kb, a_cols].
+  bool ok = row_boxes
+                ? make_tma_2d(*drv, tm_sa, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sa.untyped_data(), kb4,
+                              rows, kb4 * 4, layout::kTmaScaleAlign,
+                              static_cast<uint32_t>(spec.block_m), CU_TENSOR_MAP_SWIZZLE_NONE,
+                              &error)
+                : make_tma_2d(*drv, tm_sa, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sa.untyped_data(),
+                              a_cols, kb, a_cols * 4, static_cast<uint32_t>(spec.block_m), 1,
+                              CU_TENSOR_MAP_SWIZZLE_NONE, &error);
   if (ok && !spec.sb_per_row)
     ok = make_tma_2d(*drv, tm_sbb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sb.untyped_data(), kb4, b_rows,
                      kb4 * 4, layout::kTmaScaleAlign, 2, CU_TENSOR_MAP_SWIZZLE_NONE, &error);

@@ -49,7 +49,7 @@ jaxgemm::GemmSpec spec_from_dict(const nb::dict& a) {
   s.cluster = a.contains("cluster") ? get("cluster") : 1;
   s.masked = a.contains("masked") && get("masked") != 0;
   s.masked_zero_fill = !(a.contains("masked") && get("masked") == 2);
-  s.scales_tma = a.contains("scales_tma") && get("scales_tma") != 0;
+  s.scales_tma = a.contains("scales_tma") ? static_cast<int>(get("scales_tma")) : 0;
   s.num_sms = get("num_sms");
   s.smem_override = get("smem_override");
   return s;
@@ -77,13 +77,14 @@ NB_MODULE(_jaxgemm_ext, m) {
   m.def(
       "gemm_smem_bytes",
       [](unsigned block_m, unsigned block_n, unsigned stages, unsigned in_bytes,
-         unsigned out_bytes, bool sb_per_row, bool add_c) {
+         unsigned out_bytes, bool sb_per_row, bool add_c, bool a_scale_rows_x4) {
         return jaxgemm_plan::gemm_smem_plan(block_m, block_n, stages, in_bytes, out_bytes,
-                                            sb_per_row, add_c)
+                                            sb_per_row, add_c, a_scale_rows_x4)
             .total;
       },
       nb::arg("block_m"), nb::arg("block_n"), nb::arg("stages"), nb::arg("in_bytes"),
-      nb::arg("out_bytes"), nb::arg("sb_per_row"), nb::arg("add_c") = false);
+      nb::arg("out_bytes"), nb::arg("sb_per_row"), nb::arg("add_c") = false,
+      nb::arg("a_scale_rows_x4") = false);
   m.def("fits_two_scale_blocks", &jaxgemm_plan::fits_two_scale_blocks, nb::arg("block_n"));
 
   // ---- XLA FFI ------------------------------------------------------------

@@ -88,11 +88,11 @@ class GemmConfig:
 
 
 def _max_stages(block_m: int, block_n: int, in_bytes: int, out_bytes: int,
-                sb_per_row: bool, add_c: bool = False) -> int:
+                sb_per_row: bool, add_c: bool = False, a_scale_rows_x4: bool = False) -> int:
     best = 0
     for s in range(1, _MAX_STAGES + 1):
         if layout.gemm_smem_bytes(block_m, block_n, s, in_bytes, out_bytes,
-                                  sb_per_row, add_c) <= layout.MAX_DYNAMIC_SMEM:
+                                  sb_per_row, add_c, a_scale_rows_x4) <= layout.MAX_DYNAMIC_SMEM:
             best = s
     return best
 
@@ -121,12 +121,15 @@ def _block_n_candidates(fp8: bool, sb_per_row: bool, block_m: int) -> list[int]:
 TMA_SCALES_MIN_ROWS = 1024
 
 
-def scales_by_tma(rows: int) -> bool:
-    """Whether an FP8 GEMM over ``rows`` rows of A loads its scales by TMA."""
+def scales_by_tma(rows: int) -> int:
+    """How an FP8 GEMM over ``rows`` rows of A loads its scales: 0 a cp.async
+    warp, 1 TMA from the transposed A scales, 2 TMA row boxes of the
+    row-major A scales (4 K blocks per row, no transpose; experimental, only
+    by ``JAXGEMM_TMA_SCALES=2``)."""
     forced = os.environ.get("JAXGEMM_TMA_SCALES", "")
-    if forced in ("0", "1"):
-        return forced == "1"
-    return rows >= TMA_SCALES_MIN_ROWS
+    if forced in ("0", "1", "2"):
+        return int(forced)
+    return int(rows >= TMA_SCALES_MIN_ROWS)
 
 
 def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,

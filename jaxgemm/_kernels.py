@@ -52,18 +52,19 @@ def _pad_axis(x: jax.Array, axis: int, multiple: int) -> jax.Array:
     return jnp.pad(x, pad)
 
 
-def _tma_scales(sa_rows: jax.Array, sb_rows: jax.Array | None):
-    """Float32 scales in the layout of the kernels' TMA scale path (layout.h):
-    A scales [rows, Kb] -> [Kb, rows padded to 4]; per-block B scales [R, Kb]
-    -> K blocks padded to 4 (None: per-row B scales, unchanged)."""
+def _tma_scales(sa_rows: jax.Array, sb_rows: jax.Array | None, mode: int = 1):
+    """Scales in the layout of the kernels' TMA scale paths (layout.h): A scales
+    [rows, Kb] -> [Kb, rows padded to 4] (mode 1) or K blocks padded to 4
+    (mode 2, row boxes); per-block B scales [R, Kb] -> K blocks padded to 4
+    (None: per-row B scales, unchanged)."""
     align = layout.TMA_SCALE_ALIGN
-    sa_t = _pad_axis(sa_rows.T, 1, align)
-    return sa_t, (None if sb_rows is None else _pad_axis(sb_rows, 1, align))
+    sa_k = _pad_axis(sa_rows, 1, align) if mode == 2 else _pad_axis(sa_rows.T, 1, align)
+    return sa_k, (None if sb_rows is None else _pad_axis(sb_rows, 1, align))
 
 
 def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
                 out_dtype, cfg: _config.GemmConfig, *, accumulate: bool,
-                sb_per_row: bool, num_sms: int | None, scales_tma: bool = False):
+                sb_per_row: bool, num_sms: int | None, scales_tma: int = 0):
     _ext.ensure_registered()
     out_f32 = np.dtype(out_dtype) == np.float32
     call = jax.ffi.ffi_call(
@@ -107,16 +108,18 @@ def fp8_gemm_nt(a, sa, b, sb, c=None, *, out_dtype, num_sms=None):
             sb_k = _pad_axis(sb_k, 0, layout.num_scale_blocks(n_pad))
     sa_k = sa.astype(jnp.float32)
     tma = _config.scales_by_tma(m)
-    if tma:  # per-row B scales already have the layout the kernel's TMA reads
-        sa_k, sb_t = _tma_scales(sa_k, None if sb_per_row else sb_k)
-        if not sb_per_row:
-            sb_k = sb_t
+    if tma:
+        sa_k, sb_t = _tma_scales(sa_k, None if sb_per_row else sb_k, tma)
+        sb_k = sb_k if sb_per_row else sb_t
     operands = [a_p, sa_k, b_p, sb_k]
     if c is not None:
         operands.append(_pad_axis(c.astype(jnp.float32), 1, n_align))
     cfg = _forced_config or _config.dense_config(
         m, n_pad, k_pad, fp8=True, out_bytes=out_dtype.itemsize, sb_per_row=sb_per_row,
         num_sms=num_sms, add_c=c is not None)
+    if tma == 2:  # row boxes take 4x the A scale bytes per stage
+        cfg = dataclasses.replace(cfg, stages=min(cfg.stages, _config._max_stages(
+            cfg.block_m, cfg.block_n, 1, out_dtype.itemsize, sb_per_row, c is not None, True)))
     d = _dense_call("fp8_gemm_nt", operands, m, n_pad, k_pad, out_dtype, cfg,
                     accumulate=c is not None, sb_per_row=sb_per_row, num_sms=num_sms,
                     scales_tma=tma)
@@ -396,6 +399,8 @@ SAMPLE_SPECS: list[dict] = [
     _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 128, 4, out_f32=1, accumulate=1, sb_per_row=1),
     _gemm_attrs("fp8_gemm_nt", 4096, 2048, 128, 160, 4, out_f32=1),
     _gemm_attrs("fp8_gemm_nt", 7168, 16384, 256, 128, 3, cluster=2, scales_tma=1),
+    _gemm_attrs("fp8_gemm_nt", 7168, 16384, 256, 128, 3, cluster=2, scales_tma=2),
+    _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 112, 5, out_f32=1, accumulate=1, scales_tma=2),
     _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 112, 5, out_f32=1, accumulate=1, scales_tma=1),
     _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 128, 4, out_f32=1, accumulate=1, sb_per_row=1,
                 scales_tma=1),
@@ -421,7 +426,8 @@ SAMPLE_SPECS: list[dict] = [
 def sample_spec_id(spec: dict) -> str:
     flags = "".join(f for f, on in (("f32", spec["out_f32"]), ("acc", spec["accumulate"]),
                                     ("row", spec["sb_per_row"]), ("masked", spec["masked"]),
-                                    ("tma", spec.get("scales_tma", 0)))
+                                    ("tma", spec.get("scales_tma", 0) == 1),
+                                    ("tmarows", spec.get("scales_tma", 0) == 2))
                     if on)
     return (f"{spec['kernel']}-{spec['block_m']}x{spec['block_n']}x{spec['stages']}"
             f"-c{spec['cluster']}"

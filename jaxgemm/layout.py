@@ -57,11 +57,13 @@ def k_grouped_scale_rows(k_total: int, groups: int) -> int:
 
 
 def gemm_smem_bytes(block_m: int, block_n: int, stages: int, in_bytes: int,
-                    out_bytes: int, sb_per_row: bool = False, add_c: bool = False) -> int:
+                    out_bytes: int, sb_per_row: bool = False, add_c: bool = False,
+                    a_scale_rows_x4: bool = False) -> int:
     """Dynamic shared memory of a GEMM kernel config (src_cuda/smem_plan.h);
-    ``add_c``: a GEMM that reads C (whole output blocks staged)."""
+    ``add_c``: a GEMM that reads C (whole output blocks staged);
+    ``a_scale_rows_x4``: A scales in TMA row boxes of 4 K blocks (scales_tma 2)."""
     return int(_ext.gemm_smem_bytes(block_m, block_n, stages, in_bytes, out_bytes,
-                                    bool(sb_per_row), bool(add_c)))
+                                    bool(sb_per_row), bool(add_c), bool(a_scale_rows_x4)))
 
 
 def fits_two_scale_blocks(block_n: int) -> bool:

@@ -3,9 +3,11 @@
 // A [M, K] e4m3 with per-token scales sa [M, ceil(K/128)] (1x128 blocks);
 // B [N, K] e4m3 with per-block scales sb [ceil(N/128), ceil(K/128)] (128x128)
 // or, with kSbPerRow, per-row scales given transposed as [ceil(K/128), N].
-// With kTmaScales the A scales come transposed, [ceil(K/128), M padded to 4]
-// (tm_sa), and per-block B scales padded along K to 4 (tm_sbb): the TMA
-// thread loads both with each stage (gemm_common.cuh, TmaStageScales).
+// With kScaleMode 1 the A scales come transposed, [ceil(K/128), M padded to
+// 4] (tm_sa), with kScaleMode 2 as [M, ceil(K/128) padded to 4] in boxes of
+// 4 K blocks x BLOCK_M rows; per-block B scales padded along K to 4
+// (tm_sbb): the TMA thread loads them with each stage (gemm_common.cuh,
+// TmaStageScales).  kScaleMode 0: a cp.async warp copies them.
 //
 // Structure: a persistent grid (of clusters of kCluster CTAs) walks output
 // tiles.  The last warpgroup is the producer: one thread streams A and B
@@ -34,7 +36,7 @@
 namespace jaxgemm {
 
 template <u32 SHAPE_N, u32 SHAPE_K, u32 BLOCK_M, u32 BLOCK_N, u32 kStages, bool kOutF32,
-          bool kAccumulate, bool kSbPerRow, bool kTmaScales, u32 kBandN, u32 kCluster>
+          bool kAccumulate, bool kSbPerRow, u32 kScaleMode, u32 kBandN, u32 kCluster>
 __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     fp8_gemm_nt_kernel(const __grid_constant__ TmaDesc tm_a, const __grid_constant__ TmaDesc tm_b,
                        const __grid_constant__ TmaDesc tm_d, const __grid_constant__ TmaDesc tm_c,
@@ -48,13 +50,15 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
   constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
   constexpr u32 kMathThreads = kMathWG * 128;
-  constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1,
-                                                      kOutF32 ? 4 : 2, kSbPerRow, kAccumulate);
+  constexpr bool kTmaScales = kScaleMode != 0;
+  constexpr bool kRowBoxes = kScaleMode == 2;
+  constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(
+      BLOCK_M, BLOCK_N, kStages, 1, kOutF32 ? 4 : 2, kSbPerRow, kAccumulate, kRowBoxes);
   using Mma = WgmmaFp8<BLOCK_N>;
-  using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, kSbPerRow>;
+  using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, kSbPerRow, kRowBoxes ? 4 : 1>;
   using Store = TileStore<BLOCK_N, kOutF32>;
   using AddC = TileAddCStore<BLOCK_N>;
-  using Scales = TmaStageScales<BLOCK_M, !kSbPerRow>;
+  using Scales = TmaStageScales<BLOCK_M, !kSbPerRow, kRowBoxes>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
   static_assert(kSbPerRow || jaxgemm_plan::fits_two_scale_blocks(BLOCK_N),

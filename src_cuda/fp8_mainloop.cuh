@@ -38,7 +38,9 @@ __device__ __forceinline__ StageView stage_view(const GemmSmem& s,
 
 // One math warpgroup's share of a tile: kWaves 64-row waves, the
 // warpgroup's rows of the tile.
-template <typename Mma, u32 BLOCK_M, u32 BLOCK_N, u32 kWaves, bool kSbPerRow>
+// kAStride: floats per tile row in a stage's A scale slots (1, or 4 when
+// the scales come in row boxes of 4 K blocks; then slot kb % 4 is the one).
+template <typename Mma, u32 BLOCK_M, u32 BLOCK_N, u32 kWaves, bool kSbPerRow, u32 kAStride = 1>
 struct Fp8TileMath {
   static constexpr bool kStagger = jaxgemm_plan::math_warpgroups(BLOCK_M) == 2;
   static constexpr u32 kAcc = Mma::kNumAccum;
@@ -68,13 +70,14 @@ struct Fp8TileMath {
   __device__ __forceinline__ Scales read_scales(const StageView& v, u32 s, u32 w, u32 kb) const {
     const float* sf = reinterpret_cast<const float*>(v.sf + s * v.sf_bytes);
     Scales sc;
-    sc.a0 = sf[row + w * 64];
-    sc.a1 = sf[row + w * 64 + 8];
+    const u32 a_slot = kAStride == 1 ? 0 : b_scale_slot(kb);
+    sc.a0 = sf[(row + w * 64) * kAStride + a_slot];
+    sc.a1 = sf[(row + w * 64 + 8) * kAStride + a_slot];
     if constexpr (kSbPerRow) {
       sc.b0 = sc.b1 = 0.f;
     } else {
-      sc.b0 = sf[BLOCK_M + b_scale_slot(kb)];
-      sc.b1 = sf[BLOCK_M + kSecondBScale + b_scale_slot(kb)];
+      sc.b0 = sf[BLOCK_M * kAStride + b_scale_slot(kb)];
+      sc.b1 = sf[BLOCK_M * kAStride + kSecondBScale + b_scale_slot(kb)];
     }
     return sc;
   }

@@ -147,16 +147,23 @@ __device__ __forceinline__ u32 b_scale_slot(u32 kb) { return kb % kSecondBScale;
 // Measured (H100, 2026-11-28, same call, transpose included): over the
 // cp.async scale loader below, +7-10% on 256x128 tiles and +2-5% on 128x192
 // at M = 4096.
-template <u32 BLOCK_M, bool kPerBlockB>
+// kRowBoxes (scales_tma 2): the A scales stay row-major, [M, ceil(K/128)
+// padded to 4], and each stage loads a box of 4 K blocks x BLOCK_M rows
+// (the row is the box's outer coordinate, so any row0 works; the stage uses
+// slot kb % 4 of each row's 16 bytes).  No transpose, 4x the scale bytes.
+template <u32 BLOCK_M, bool kPerBlockB, bool kRowBoxes = false>
 struct TmaStageScales {
-  static constexpr u32 kBytes = BLOCK_M * 4 + (kPerBlockB ? 2 * kSecondBScale * 4 : 0);
+  static constexpr u32 kABytes = BLOCK_M * 4 * (kRowBoxes ? kSecondBScale : 1);
+  static constexpr u32 kBytes = kABytes + (kPerBlockB ? 2 * kSecondBScale * 4 : 0);
   __device__ __forceinline__ static void load(unsigned char* sf, const TmaDesc* tm_sa,
                                               const TmaDesc* tm_sbb, u64* bar, u32 row0, u32 kb,
                                               u32 b_row) {
-    tma_load_2d(sf, tm_sa, bar, static_cast<int>(row0), static_cast<int>(kb));
-    if constexpr (kPerBlockB)
-      tma_load_2d(sf + BLOCK_M * 4, tm_sbb, bar, static_cast<int>(kb - b_scale_slot(kb)),
-                  static_cast<int>(b_row));
+    const int kb4 = static_cast<int>(kb - b_scale_slot(kb));
+    if constexpr (kRowBoxes)
+      tma_load_2d(sf, tm_sa, bar, kb4, static_cast<int>(row0));
+    else
+      tma_load_2d(sf, tm_sa, bar, static_cast<int>(row0), static_cast<int>(kb));
+    if constexpr (kPerBlockB) tma_load_2d(sf + kABytes, tm_sbb, bar, kb4, static_cast<int>(b_row));
   }
 };
 

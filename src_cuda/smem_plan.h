@@ -67,7 +67,8 @@ struct GemmSmemPlan {
 
 JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned block_n, unsigned stages,
                                                  unsigned in_bytes, unsigned out_bytes,
-                                                 bool sb_per_row, bool add_c = false) {
+                                                 bool sb_per_row, bool add_c = false,
+                                                 bool a_scale_rows_x4 = false) {
   GemmSmemPlan p{};
   const unsigned stage_k_bytes = 128;  // one 128-byte swizzle row of K per stage
   p.a_stage = block_m * stage_k_bytes;
@@ -75,7 +76,9 @@ JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned bloc
   p.sb_stage = sb_per_row ? align_up(block_n * 4, 128) : 0;
   // FP8: the stage's A scales (one per tile row) and its two B block scales
   // (a 4 x 2 box of them when loaded by TMA; src_cuda/gemm_common.cuh).
-  p.sf_stage = in_bytes == 1 ? align_up(block_m * 4 + 32, 128) : 0;
+  // With a_scale_rows_x4 (scales_tma 2) each tile row brings the scales of 4
+  // K blocks (a 16-byte TMA box row), of which the stage uses one.
+  p.sf_stage = in_bytes == 1 ? align_up(block_m * 4 * (a_scale_rows_x4 ? 4 : 1) + 32, 128) : 0;
   p.stage = p.a_stage + p.b_stage + p.sb_stage + p.sf_stage;
   // Each math warpgroup stages its output through a small ring of slabs, or
   // with C its whole 64-row block, and then has a barrier for C's load.

@@ -85,6 +85,8 @@ def test_scales_by_tma_threshold_and_override(monkeypatch):
     assert _config.scales_by_tma(1)
     monkeypatch.setenv("JAXGEMM_TMA_SCALES", "0")
     assert not _config.scales_by_tma(1 << 20)
+    monkeypatch.setenv("JAXGEMM_TMA_SCALES", "2")
+    assert _config.scales_by_tma(1) == 2
 
 
 @pytest.mark.parametrize("rows,kb", [(1, 1), (3, 5), (1025, 17), (4096, 56)])
@@ -104,3 +106,16 @@ def test_tma_scale_layout(rows, kb):
     np.testing.assert_array_equal(np.asarray(sb_p)[:, :kb], sb)
     assert not np.asarray(sb_p)[:, kb:].any()
     assert _kernels._tma_scales(sa, None)[1] is None
+
+
+def test_tma_row_box_scale_layout():
+    # scales_tma 2 keeps the A scales row-major, K blocks padded to 4.
+    sa = np.arange(15, dtype=np.float32).reshape(3, 5) + 1
+    sa_k, sb_k = _kernels._tma_scales(sa, None, 2)
+    assert sa_k.shape == (3, 8) and sb_k is None
+    np.testing.assert_array_equal(np.asarray(sa_k)[:, :5], sa)
+    assert not np.asarray(sa_k)[:, 5:].any()
+    # Stages shrink where the 4x larger scale slots would not fit.
+    for bm, bn in [(256, 128), (128, 192), (64, 128)]:
+        st = _config._max_stages(bm, bn, 1, 2, False, False, True)
+        assert 3 <= st <= _config._max_stages(bm, bn, 1, 2, False)

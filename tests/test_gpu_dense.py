@@ -79,11 +79,12 @@ def _ref_dense(qa, qb, c=None):
     return r
 
 
-@pytest.fixture(params=["cp.async", "tma"])
+@pytest.fixture(params=["cp.async", "tma", "tma-rows"])
 def scale_path(request, monkeypatch):
-    """Both ways the FP8 kernels load their scales (a cp.async warp, or TMA
-    from the transposed A scales), whatever the problem's size would pick."""
-    monkeypatch.setenv("JAXGEMM_TMA_SCALES", "1" if request.param == "tma" else "0")
+    """Every way the FP8 kernels load their scales (a cp.async warp, TMA from
+    the transposed A scales, TMA row boxes), whatever the size would pick."""
+    modes = {"cp.async": "0", "tma": "1", "tma-rows": "2"}
+    monkeypatch.setenv("JAXGEMM_TMA_SCALES", modes[request.param])
     return request.param
 
 
