@@ -95,7 +95,7 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
   return ffi::Error::Success();
 }
 
-// k-grouped: FP8 a [M, Kpad], sa [R, M], b [N, Kpad], sb [R, N], sizes [G]
+// k-grouped: FP8 a [M, Kpad], sa [R, M padded to 4], b [N, Kpad], sb [R, N], sizes [G]
 // (clamped), or BF16 a, b, sizes; then optionally c [G, M, N] FP32, read by
 // the kernel (not aliased) -> d [G, M, N] FP32 = c + the group products.
 ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArgs args,
@@ -161,13 +161,18 @@ ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingAr
   }
   auto sa = args.get<ffi::AnyBuffer>(1).value();
   auto sb = args.get<ffi::AnyBuffer>(3).value();
-  if (auto e = check_dims("a.scale", sa, DT::F32, {rblocks, spec.m}, spec); e.failure()) return e;
+  const int64_t sa_cols = layout::tma_scale_a_cols(spec.m);
+  if (auto e = check_dims("a.scale (M padded to 4)", sa, DT::F32, {rblocks, sa_cols}, spec);
+      e.failure())
+    return e;
   if (auto e = check_dims("b.scale", sb, DT::F32, {rblocks, spec.n}, spec); e.failure()) return e;
+  CUtensorMap tm_sa;
   if (!make_tma_2d(*drv, &tm_sb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sb.untyped_data(), spec.n,
-                   rblocks, spec.n * 4, spec.block_n, 1, CU_TENSOR_MAP_SWIZZLE_NONE, &error))
+                   rblocks, spec.n * 4, spec.block_n, 1, CU_TENSOR_MAP_SWIZZLE_NONE, &error) ||
+      !make_tma_2d(*drv, &tm_sa, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sa.untyped_data(), sa_cols,
+                   rblocks, sa_cols * 4, spec.block_m, 1, CU_TENSOR_MAP_SWIZZLE_NONE, &error))
     return internal(error, spec);
-  const void* sa_ptr = sa.untyped_data();
-  void* params[] = {&tm_a, &tm_b, &tm_d, &tm_c, &tm_sb, &sa_ptr, &sizes_ptr, &g32};
+  void* params[] = {&tm_a, &tm_b, &tm_d, &tm_c, &tm_sb, &tm_sa, &sizes_ptr, &g32};
   if (!state->kernel.launch(stream, grid, params, &error)) return internal(error, spec);
   return ffi::Error::Success();
 }

@@ -336,7 +336,8 @@ def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
                                               add_c=c is not None)
     if fp8:
         sa, sb = scales
-        operands = [a_t, sa.astype(jnp.float32), b_t,
+        # A scales [R, M]: M padded to 4 (a 16-byte TMA stride, layout.h).
+        operands = [a_t, _pad_axis(sa.astype(jnp.float32), 1, layout.TMA_SCALE_ALIGN), b_t,
                     _pad_axis(sb.astype(jnp.float32), 1, n_align), sizes]
     else:
         operands = [a_t, b_t, sizes]

@@ -6,13 +6,15 @@
 // [M, R*128] and B [N, R*128] hold group g's tokens in the 128-token blocks
 // [blk_off_g, blk_off_g + ceil(k_g/128)), blk_off_g = sum_{h<g} ceil(k_h/128),
 // zero past each group's last token.  Scales are the 1x128 group-aligned
-// token-axis scales of per_token_cast_to_fp8_grouped: sa [R, M], sb [R, N]
-// (one row per block), so every block of a unit has one scale per output row
-// and one per output column.  `sizes` are the clamped group sizes.
+// token-axis scales of per_token_cast_to_fp8_grouped: sa [R, M (padded to
+// 4)], sb [R, N] (one row per block), so every block of a unit has one scale
+// per output row and one per output column.  `sizes` are the clamped group
+// sizes.
 //
-// Pipeline as in fp8_gemm_nt.cuh with per-row B scales (TMA'd per stage from
-// sb) and per-row A scales (cp.async'd by the loader warp, coalesced along
-// M).  A unit is (group, M tile, N tile); its K loop runs over the group's
+// Pipeline as in fp8_gemm_nt.cuh with per-row B scales and per-row A scales,
+// both TMA'd with each stage (one box of the tile's BLOCK_N / BLOCK_M
+// entries of the block's scale row; the dense kernel measured +7-10% for TMA
+// scales over a cp.async loader warp).  A unit is (group, M tile, N tile); its K loop runs over the group's
 // blocks; an empty group stores zeros (or C when accumulating).  D (and C)
 // are [G, M, N] FP32, written (read) with 3-D TMA boxes so a tile never
 // spills into the next group's rows; C is read by the kernel
@@ -35,7 +37,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
                               const __grid_constant__ TmaDesc tm_d,
                               const __grid_constant__ TmaDesc tm_c,
                               const __grid_constant__ TmaDesc tm_sb,
-                              const float* __restrict__ sa, const int* __restrict__ sizes,
+                              const __grid_constant__ TmaDesc tm_sa, const int* __restrict__ sizes,
                               u32 groups) {
   constexpr u32 BLOCK_K = 128;
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
@@ -68,10 +70,10 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
   if constexpr (kAccumulate) {
     AddC::init_barriers(c_full, kMathWG, tid == kMathThreads);
-    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_c,
-                  &tm_sb);
+    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1, &tm_a, &tm_b, &tm_d, &tm_c, &tm_sb,
+                  &tm_sa);
   } else {
-    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b, &tm_d, &tm_sb);
+    gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1, &tm_a, &tm_b, &tm_d, &tm_sb, &tm_sa);
   }
 
   Sched sched(sizes, groups, SHAPE_M, SHAPE_N, BLOCK_N);
@@ -81,7 +83,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     warpgroup_reg_dealloc<kProducerRegs>();
     const u32 ptid = tid - kMathThreads;
     if (ptid == 0) {
-      constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage + BLOCK_N * 4;
+      constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage + BLOCK_N * 4 + BLOCK_M * 4;
       u32 stage = 0, phase = 0;
       for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
         u32 g, mb, nb, blk0, nblk;
@@ -94,28 +96,9 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
                                           kb * BLOCK_K, mb * BLOCK_M, rank);
           tma_load_2d(sm.b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
           tma_load_2d(sm.sb + stage * kPlan.sb_stage, &tm_sb, bar, nb * BLOCK_N, kb);
+          // mb * BLOCK_M: a 16-byte aligned box start, as TMA requires.
+          tma_load_2d(sm.sf + stage * kPlan.sf_stage, &tm_sa, bar, mb * BLOCK_M, kb);
           mbar_arrive_expect_tx(bar, kStageBytes);
-          if (++stage == kStages) stage = 0, phase ^= 1;
-        }
-      }
-    } else if (ptid >= 32 && ptid < 64) {
-      // A scales of the block's tile rows: sa[kb, m0 + r], coalesced along M.
-      const u32 lane = ptid - 32;
-      u32 stage = 0, phase = 0;
-      for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
-        u32 g, mb, nb, blk0, nblk;
-        sched.tile(t, rank, g, mb, nb, blk0, nblk);
-        for (u32 i = 0; i < nblk; ++i) {
-          const u32 kb = blk0 + i;
-          mbar_wait(&ring.empty[stage], phase ^ 1);
-          float* sf = reinterpret_cast<float*>(sm.sf + stage * kPlan.sf_stage);
-#pragma unroll
-          for (u32 j = 0; j < BLOCK_M / 32; ++j) {
-            const u32 row = mb * BLOCK_M + j * 32 + lane;
-            const bool ok = row < SHAPE_M;
-            cp_async_4(sf + j * 32 + lane, sa + (ok ? static_cast<u64>(kb) * SHAPE_M + row : 0), ok);
-          }
-          cp_async_mbar_arrive(&ring.full[stage]);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
       }
