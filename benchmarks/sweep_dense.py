@@ -31,8 +31,6 @@ def candidates(m, n, k, *, fp8, out_bytes, sb_per_row, top, add_c=False):
     for bm in (64, 128, 256):
         if bm > 64 and m <= bm // 2:
             continue
-        if add_c and bm > layout.ADD_C_MAX_BLOCK_M:
-            continue
         for cluster in (1, 2, 4):
             if (bm // cluster) % 8:
                 continue

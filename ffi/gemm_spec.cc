@@ -81,8 +81,8 @@ bool GemmSpec::validate(std::string* error) const {
     e << "stages and band_n must be positive";
   else if (accumulate && !out_f32)
     e << "accumulation into C needs FP32 output";
-  else if (adds_c() && block_m > jaxgemm_plan::kAddCMaxBlockM)
-    e << "a GEMM with C needs block_m <= " << jaxgemm_plan::kAddCMaxBlockM;
+  else if (is_k_grouped() && block_m > static_cast<int64_t>(jaxgemm_plan::kKGroupedMaxBlockM))
+    e << "k-grouped GEMMs need block_m <= " << jaxgemm_plan::kKGroupedMaxBlockM;
   else if (sb_per_row && !is_fp8())
     e << "per-row B scales exist only for FP8";
   else if (scales_tma < 0 || scales_tma > 2)

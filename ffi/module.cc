@@ -67,7 +67,7 @@ NB_MODULE(_jaxgemm_ext, m) {
   m.attr("BLOCK_K") = L::kBlockK;
   m.attr("MAX_BLOCK_N") = L::kMaxBlockN;
   m.attr("MAX_DYNAMIC_SMEM") = jaxgemm_plan::kMaxDynamicSmem;
-  m.attr("ADD_C_MAX_BLOCK_M") = jaxgemm_plan::kAddCMaxBlockM;
+  m.attr("K_GROUPED_MAX_BLOCK_M") = jaxgemm_plan::kKGroupedMaxBlockM;
   m.def("num_scale_blocks", &L::num_scale_blocks, nb::arg("k"));
   m.def("contiguous_alignment", &L::contiguous_alignment, nb::arg("itemsize"));
   m.def("tma_scale_a_cols", &L::tma_scale_a_cols, nb::arg("rows"));

@@ -150,8 +150,6 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
     in_bytes = 1 if fp8 else 2
     flop_clk = _FP8_FLOP_PER_CLK if fp8 else _BF16_FLOP_PER_CLK
     eff = _FP8_EFFICIENCY if fp8 else _BF16_EFFICIENCY
-    if add_c:  # the kernel stages whole 64-row output blocks per warpgroup
-        max_block_m = min(max_block_m, layout.ADD_C_MAX_BLOCK_M)
     c_bytes = 4 if add_c else 0
     hbm_s = ((m * k + n * k) * in_bytes + m * n * (out_bytes + c_bytes)) / _HBM_BYTES
     best = None

@@ -303,7 +303,8 @@ def _k_grouped_config(m, n_pad, k_per_group, fp8, num_sms, add_c=False):
     # the dense choice of 256x128 to 128x128 instead ran at 750 TFLOPS on the
     # H100, L2-bound; the model picks a wider N at 128 rows.)
     cfg = _config.dense_config(m, n_pad, k_per_group, fp8=fp8, out_bytes=4, sb_per_row=fp8,
-                               num_sms=num_sms, max_block_m=128, add_c=add_c)
+                               num_sms=num_sms, max_block_m=layout.K_GROUPED_MAX_BLOCK_M,
+                               add_c=add_c)
     if fp8 and n_pad >= 192 and m >= 128:
         # Measured on the H100 (tools/profile_grouped.py ksweep, 2026-11-27):
         # 128x192 without a cluster beat the model's 128x128 c2 by 19-23% on

@@ -21,8 +21,8 @@ BLOCK_K: int = _ext.BLOCK_K
 MAX_BLOCK_N: int = _ext.MAX_BLOCK_N
 #: Dynamic shared memory a Hopper block may use.
 MAX_DYNAMIC_SMEM: int = _ext.MAX_DYNAMIC_SMEM
-#: Tallest tile of a GEMM that reads C (its output blocks are staged whole).
-ADD_C_MAX_BLOCK_M: int = _ext.ADD_C_MAX_BLOCK_M
+#: Tallest tile of the k-grouped GEMMs (one 64-row wave per math warpgroup).
+K_GROUPED_MAX_BLOCK_M: int = _ext.K_GROUPED_MAX_BLOCK_M
 
 
 def num_scale_blocks(k: int) -> int:

@@ -4,13 +4,15 @@
 // Aliasing C to D and reducing into it with TMA makes XLA copy C into D
 // first (a D2D memcpy) unless the caller donated C: one more pass over the
 // FP32 output, 41% of the time at 7168x4096x2048.
-// Instead each math warpgroup keeps its whole 64 x BLOCK_N output block in
-// shared memory: at the start of a tile one thread TMA-loads the block's C
-// into it (the load lands during the tile's main loop), the epilogue adds
-// the accumulators to C in place and TMA-stores the slabs to D.  The same
-// buffer serves the next tile once those stores have read it.  So a 64-row
-// wave per warpgroup only (block M <= 128): a 256-row tile would stage
-// 128 KiB.
+// Instead each math warpgroup keeps a 64 x BLOCK_N output block (one wave)
+// in shared memory: at the start of a tile one thread TMA-loads the first
+// wave's C into it (the load lands during the tile's main loop), the
+// epilogue adds the accumulators to C in place and TMA-stores the slabs to
+// D.  A warpgroup with two waves (256-row dense tiles; staging both would
+// take 128 KiB) warms L2 with the second wave's C at the tile's start and
+// reloads the buffer from there slab by slab, each slab as soon as the
+// first wave's store has read it.  The same buffer serves the next tile
+// once those stores have read it.
 #pragma once
 
 #include "gemm_common.cuh"
@@ -60,6 +62,61 @@ struct TileAddCStore {
       }
     }
     mbar_arrive_expect_tx(bar, bytes);
+  }
+
+  // One thread, at the start of a dense tile whose warpgroup owns kWaves
+  // waves from row0: wave 0's C into `buf` (as prefetch), the other waves'
+  // C into L2 for finish_tile to reload.
+  template <u32 kWaves>
+  __device__ __forceinline__ static void begin_tile(unsigned char* buf, const TmaDesc* desc_c,
+                                                    u64* bar, u32 row0, u32 col0, u32 m, u32 n) {
+    prefetch(buf, desc_c, bar, row0, col0, m, n);
+#pragma unroll
+    for (u32 w = 1; w < kWaves; ++w) {
+#pragma unroll
+      for (u32 s = 0; s < kNumSlabs; ++s) {
+        const u32 row = row0 + 64 * w, col = col0 + s * kSlabCols;
+        if (row < m && col < n) tma_prefetch_l2_2d(desc_c, col, row);
+      }
+    }
+  }
+
+  // Every thread of the warpgroup, after the dense tile's main loop: D = C +
+  // acc for each wave (run), reloading `buf` with the next wave's C in
+  // between.  `phase` advances once per wave.
+  template <u32 kWaves, u32 N>
+  __device__ __forceinline__ static void finish_tile(const float (&acc)[kWaves][N],
+                                                     unsigned char* buf, const TmaDesc* desc_c,
+                                                     const TmaDesc* desc_d, u64* bar, u32& phase,
+                                                     u32 row0, u32 col0, u32 m, u32 n,
+                                                     u32 wg_thread, u32 barrier_id) {
+#pragma unroll
+    for (u32 w = 0; w < kWaves; ++w) {
+      if (w > 0 && wg_thread == 0) reload<0>(buf, desc_c, bar, row0 + 64 * w, col0, m, n, 0);
+      run(acc[w], buf, desc_d, bar, phase, row0 + 64 * w, col0, m, n, wg_thread, barrier_id);
+      phase ^= 1;
+    }
+  }
+
+  // The thread that issued the previous wave's stores: slab S of the wave
+  // at row0 into `buf` once the store that read slab S is done reading (the
+  // stores were committed one group per slab, in order), then the expected
+  // bytes on `bar` (loads may complete first: the phase needs the arrival).
+  template <u32 S>
+  __device__ __forceinline__ static void reload(unsigned char* buf, const TmaDesc* desc_c,
+                                                u64* bar, u32 row0, u32 col0, u32 m, u32 n,
+                                                u32 bytes) {
+    if constexpr (S == kNumSlabs) {
+      mbar_arrive_expect_tx(bar, bytes);
+    } else {
+      tma_store_wait_read<kNumSlabs - 1 - S>();
+      const u32 col = col0 + S * kSlabCols;
+      if (row0 < m && col < n) {
+        tma_load_2d(buf + S * kSlabBytes, desc_c, bar, col, row0);
+        bytes += kSlabBytes;
+      }
+      reload<S + 1>(buf, desc_c, bar, row0, col0, m, n, bytes);
+    }
   }
 
   // Every thread of the warpgroup: waits for C (`phase` of `bar`), adds its

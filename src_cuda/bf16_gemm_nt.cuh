@@ -36,8 +36,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(!kAccumulate || kOutF32, "accumulation into C is FP32");
-  static_assert(!kAccumulate || (BLOCK_M <= jaxgemm_plan::kAddCMaxBlockM &&
-                                 AddC::kBytes * kMathWG <= kPlan.d_tile),
+  static_assert(!kAccumulate || AddC::kBytes * kMathWG <= kPlan.d_tile,
                 "with C, each math warpgroup stages one whole 64-row block");
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "cluster of 1, 2 or 4 CTAs");
 
@@ -84,24 +83,23 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
       u32 mb, nb;
       sched.tile(t, rank, mb, nb);
+      const u32 wg_row0 = mb * BLOCK_M + wg * kWaves * 64;
       if constexpr (kAccumulate) {
         if (wg_thread == 0)
-          AddC::prefetch(sm.d + wg * AddC::kBytes, &tm_c, &c_full[wg], mb * BLOCK_M + wg * 64,
-                         nb * BLOCK_N, m, SHAPE_N);
+          AddC::template begin_tile<kWaves>(sm.d + wg * AddC::kBytes, &tm_c, &c_full[wg], wg_row0,
+                                            nb * BLOCK_N, m, SHAPE_N);
       }
       float acc[kWaves][Mma::kNumAccum];
       bf16_accumulate_stages<Mma, kWaves, BLOCK_K / 16>(ring, sm, kPlan.a_stage, kPlan.b_stage, wg,
                                                         lane, kNumKBlocks, stage, phase, acc);
       if constexpr (kAccumulate) {
-        AddC::run(acc[0], sm.d + wg * AddC::kBytes, &tm_d, &c_full[wg], c_phase,
-                  mb * BLOCK_M + wg * 64, nb * BLOCK_N, m, SHAPE_N, wg_thread, 1 + wg);
-        c_phase ^= 1;
+        AddC::finish_tile(acc, sm.d + wg * AddC::kBytes, &tm_c, &tm_d, &c_full[wg], c_phase,
+                          wg_row0, nb * BLOCK_N, m, SHAPE_N, wg_thread, 1 + wg);
       } else {
 #pragma unroll
         for (u32 w = 0; w < kWaves; ++w)
-          Store::run(acc[w], sm.d + wg * Store::kBytes, &tm_d,
-                     mb * BLOCK_M + (wg * kWaves + w) * 64, nb * BLOCK_N, m, SHAPE_N, wg_thread,
-                     1 + wg, store_seq);
+          Store::run(acc[w], sm.d + wg * Store::kBytes, &tm_d, wg_row0 + w * 64, nb * BLOCK_N, m,
+                     SHAPE_N, wg_thread, 1 + wg, store_seq);
       }
     }
     Store::drain(wg_thread);

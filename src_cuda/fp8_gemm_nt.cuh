@@ -24,8 +24,8 @@
 // ~14 mantissa bits, so promoting every 128 of K keeps the error flat in K.
 // One warpgroup's promotion overlaps the other's wgmma.
 // Epilogue: BF16 (or FP32) through shared memory and TMA stores; with C,
-// C is TMA-loaded during the tile's main loop and D = C + acc stored
-// (add_c_store.cuh).
+// C is TMA-loaded during the tile's main loop (a second wave's into L2) and
+// D = C + acc stored (add_c_store.cuh).
 #pragma once
 
 #include "add_c_store.cuh"
@@ -66,8 +66,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(!kAccumulate || kOutF32, "accumulation into C is FP32");
-  static_assert(!kAccumulate || (BLOCK_M <= jaxgemm_plan::kAddCMaxBlockM &&
-                                 AddC::kBytes * kMathWG <= kPlan.d_tile),
+  static_assert(!kAccumulate || AddC::kBytes * kMathWG <= kPlan.d_tile,
                 "with C, each math warpgroup stages one whole 64-row block");
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "cluster of 1, 2 or 4 CTAs");
 
@@ -164,10 +163,11 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       u32 mb, nb;
       sched.tile(t, rank, mb, nb);
       const u32 n0 = nb * BLOCK_N;
+      const u32 wg_row0 = mb * BLOCK_M + wg * kWaves * 64;
       if constexpr (kAccumulate) {
         if (wg_thread == 0)
-          AddC::prefetch(sm.d + wg * AddC::kBytes, &tm_c, &c_full[wg], mb * BLOCK_M + wg * 64, n0,
-                         m, SHAPE_N);
+          AddC::template begin_tile<kWaves>(sm.d + wg * AddC::kBytes, &tm_c, &c_full[wg], wg_row0,
+                                            n0, m, SHAPE_N);
       }
       // Per-block B scales: columns before `boundary` use the stage's first
       // B scale, the rest (if any) its second.
@@ -176,15 +176,13 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       math.run(fin, kNumKBlocks, ring, view, stage, phase, lane, boundary);
       const u32 st_thread = opaque(wg_thread);  // epilogue addressing after the K loop
       if constexpr (kAccumulate) {
-        AddC::run(fin[0], sm.d + wg * AddC::kBytes, &tm_d, &c_full[wg], c_phase,
-                  mb * BLOCK_M + wg * 64, n0, m, SHAPE_N, st_thread, 1 + wg);
-        c_phase ^= 1;
+        AddC::finish_tile(fin, sm.d + wg * AddC::kBytes, &tm_c, &tm_d, &c_full[wg], c_phase,
+                          wg_row0, n0, m, SHAPE_N, st_thread, 1 + wg);
       } else {
 #pragma unroll
         for (u32 w = 0; w < kWaves; ++w)
-          Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d,
-                     mb * BLOCK_M + (wg * kWaves + w) * 64, n0, m, SHAPE_N, st_thread, 1 + wg,
-                     store_seq);
+          Store::run(fin[w], sm.d + wg * Store::kBytes, &tm_d, wg_row0 + w * 64, n0, m, SHAPE_N,
+                     st_thread, 1 + wg, store_seq);
       }
     }
     Store::drain(wg_thread);

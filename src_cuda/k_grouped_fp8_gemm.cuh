@@ -55,8 +55,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(kCluster == 1 || kCluster == 2, "cluster of 1 or 2 CTAs");
-  static_assert(!kAccumulate || (BLOCK_M <= jaxgemm_plan::kAddCMaxBlockM &&
-                                 AddC::kBytes * kMathWG <= kPlan.d_tile),
+  static_assert(BLOCK_M <= jaxgemm_plan::kKGroupedMaxBlockM, "one 64-row wave per warpgroup");
+  static_assert(!kAccumulate || AddC::kBytes * kMathWG <= kPlan.d_tile,
                 "with C, each math warpgroup stages one whole 64-row block");
   constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
 

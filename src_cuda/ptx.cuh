@@ -101,6 +101,14 @@ __device__ __forceinline__ void tma_load_3d(void* dst, const TmaDesc* desc, u64*
       "l"(reinterpret_cast<u64>(desc)), "r"(smem_addr(bar)), "r"(c0), "r"(c1), "r"(c2)
       : "memory");
 }
+// Warms L2 with a 2-D box of the tensor (no shared memory, no completion):
+// a later TMA load of the box then hits L2 instead of DRAM.
+__device__ __forceinline__ void tma_prefetch_l2_2d(const TmaDesc* desc, int c0, int c1) {
+  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];" ::"l"(
+                   reinterpret_cast<u64>(desc)),
+               "r"(c0), "r"(c1)
+               : "memory");
+}
 // 2-D tile store shared -> global (out-of-bounds parts of the box are dropped).
 __device__ __forceinline__ void tma_store_2d(const TmaDesc* desc, const void* src, int c0, int c1) {
   asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];" ::"l"(

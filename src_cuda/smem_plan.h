@@ -56,10 +56,10 @@ JAXGEMM_HD constexpr unsigned store_ring_slabs(unsigned block_n, unsigned out_by
   return block_n / store_slab_cols(block_n, out_bytes) < 2 ? 1 : 2;
 }
 
-// GEMMs with C (dense and k-grouped, src_cuda/add_c_store.cuh) stage each
-// math warpgroup's whole 64-row output block (C loaded into it, D stored from
-// it): one 64-row wave per warpgroup, so block M of at most 128.
-constexpr unsigned kAddCMaxBlockM = 128;
+// The k-grouped kernels run one 64-row wave per math warpgroup (two waves
+// plus the group cursor overflow the registers with per-row-scaled
+// promotion), so block M of at most 128.
+constexpr unsigned kKGroupedMaxBlockM = 128;
 
 struct GemmSmemPlan {
   unsigned a_stage, b_stage, sb_stage, sf_stage, stage, d_tile, barriers, total;
@@ -81,7 +81,8 @@ JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned bloc
   p.sf_stage = in_bytes == 1 ? align_up(block_m * 4 * (a_scale_rows_x4 ? 4 : 1) + 32, 128) : 0;
   p.stage = p.a_stage + p.b_stage + p.sb_stage + p.sf_stage;
   // Each math warpgroup stages its output through a small ring of slabs, or
-  // with C its whole 64-row block, and then has a barrier for C's load.
+  // with C one whole 64-row block (one wave), and then has a barrier for
+  // C's loads.
   p.d_tile = add_c ? align_up(math_warpgroups(block_m) * 64 * block_n * out_bytes, 1024)
                    : align_up(math_warpgroups(block_m) * store_ring_slabs(block_n, out_bytes) *
                                   64 * store_slab_bytes_per_row(block_n, out_bytes),

@@ -116,7 +116,8 @@ def test_fp8_gemm_nt_accumulate(m, n, k, b_per_row):
 
 
 ADD_C_CONFIGS = [(64, 16, 1), (64, 112, 1), (64, 192, 4), (128, 32, 4), (128, 96, 1),
-                 (128, 128, 1), (128, 128, 2), (128, 160, 2), (128, 192, 1), (128, 192, 2)]
+                 (128, 128, 1), (128, 128, 2), (128, 160, 2), (128, 192, 1), (128, 192, 2),
+                 (256, 64, 4), (256, 112, 1), (256, 128, 2)]
 
 
 @pytest.mark.parametrize("bm,bn,cluster", ADD_C_CONFIGS)
@@ -124,8 +125,10 @@ ADD_C_CONFIGS = [(64, 16, 1), (64, 112, 1), (64, 192, 4), (128, 32, 4), (128, 96
 def test_fp8_add_c_configs(bm, bn, cluster, b_per_row, scale_path):
     # D = C + A @ B^T reads C inside the kernel: every tile shape it runs, on
     # a problem with partial M, N and cluster tiles, on 8 SMs so that each
-    # CTA walks many tiles (C's buffer and barrier phase are reused); C must
-    # come back unchanged (it is not aliased to D).
+    # CTA walks many tiles (C's buffer and barrier phase are reused, twice
+    # per tile with 256-row tiles, whose last tile has a partial second wave
+    # and a wave wholly past M); C must come back unchanged (it is not
+    # aliased to D).
     m, n, k = 389, 1000, 1408
     qa, qb = _fp8_operands(m, n, k, b_per_row=b_per_row)
     c = jnp.asarray(_rng.standard_normal((m, n), np.float32) * 3)
@@ -157,7 +160,8 @@ def test_add_c_donated_and_in_scan():
     _check(out, ref, tol=1e-5)
 
 
-@pytest.mark.parametrize("bm,bn,cluster", [(64, 64, 1), (128, 192, 2), (128, 200, 1), (64, 24, 4)])
+@pytest.mark.parametrize("bm,bn,cluster", [(64, 64, 1), (128, 192, 2), (128, 200, 1), (64, 24, 4),
+                                           (256, 128, 2), (256, 96, 1)])
 def test_bf16_add_c_configs(bm, bn, cluster):
     m, n, k = 300, 1000, 520
     a = jnp.asarray(_rng.standard_normal((m, k), np.float32)).astype(jnp.bfloat16)

@@ -16,6 +16,10 @@ from jaxgemm import _config, _kernels
 # JAXGEMM_TMA_SCALES=1 to check the FP8 kernels' TMA scale path alone).
 FP8_ONLY = os.environ.get("SANITIZE_FP8_ONLY", "0") not in ("", "0")
 CONFIGS = [(64, 16, 4, 1), (64, 48, 4, 2), (128, 96, 4, 1), (128, 128, 3, 2), (256, 64, 3, 2)]
+# SANITIZE_CONFIGS="256x96x3c1,...": only these block_m x block_n x stages c cluster.
+if os.environ.get("SANITIZE_CONFIGS"):
+    CONFIGS = [tuple(int(v) for v in c.replace("c", "x").split("x"))
+               for c in os.environ["SANITIZE_CONFIGS"].split(",")]
 for (m, n, k) in [(1, 8, 128), (77, 136, 384), (200, 264, 640)]:
     a = jax.random.normal(jax.random.PRNGKey(m), (m, k))
     b = jax.random.normal(jax.random.PRNGKey(n), (n, k))
@@ -28,9 +32,10 @@ for (m, n, k) in [(1, 8, 128), (77, 136, 384), (200, 264, 640)]:
             out = jax.jit(lambda x, y: jaxgemm.fp8_gemm_nt(x, y))(qa, qb)
             out3 = None if FP8_ONLY else jax.jit(jaxgemm.bf16_gemm_nt)(
                 a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))
-        # With C (read by the kernel, block M <= 128), on 2 SMs so that each
-        # CTA reuses its C buffer and barrier over several tiles.
-        with _kernels.force_config(_config.GemmConfig(min(bm, 128), bn, st, cl)):
+        # With C (read by the kernel; 256-row tiles reload their C buffer for
+        # the second wave), on 2 SMs so that each CTA reuses its C buffer and
+        # barrier over several tiles.
+        with _kernels.force_config(_config.GemmConfig(bm, bn, st, cl)):
             out2 = jax.jit(lambda x, y, z: jaxgemm.fp8_gemm_nt(x, y, c=z, num_sms=2))(qa, qbr, c)
             out5 = jax.jit(lambda x, y, z: jaxgemm.fp8_gemm_nt(x, y, c=z, num_sms=2))(qa, qb, c)
             out4 = None if FP8_ONLY else jax.jit(
