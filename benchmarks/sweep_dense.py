@@ -22,7 +22,7 @@ import common  # noqa: E402
 from jaxgemm import _timing as timing  # noqa: E402
 
 import jaxgemm  # noqa: E402
-from jaxgemm import _config, _ext, _kernels, layout  # noqa: E402
+from jaxgemm import _config, _ext, _kernels  # noqa: E402
 
 
 def candidates(m, n, k, *, fp8, out_bytes, sb_per_row, top, add_c=False):
