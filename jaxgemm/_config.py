@@ -189,7 +189,16 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                 # fewer times: 128x64 beat 64x128 by 11-13% at M = 128 in the
                 # 2026-11-27 sweep), then multicast (it also eases L2 beyond
                 # what the model counts: the sweep's large-M winners all used it).
-                key = (round(t * 1e7), -bm * bn, -bm, -cluster)
+                # Memory-bound ties (t at the HBM floor): the grid that keeps
+                # the most SMs streaming wins.  Measured on the H100 (sweep of
+                # 2026-11-28, M <= 128): 64x64 over 64x80 at N = 7168 (112 vs
+                # 90 CTAs, +12-14%), 64x128 over 64x192 at N = 32768 (256 vs
+                # 171 tiles on 2 waves of 132, +19%), 128x128 over 128x192
+                # likewise (+22%).  Bigger tiles break the remaining ties.
+                # (FP8 only: BF16 at M <= 128 has not been swept.)
+                fill = (-round(units * cluster / (waves * usable), 2)
+                        if fp8 and t <= hbm_s else 0.0)
+                key = (round(t * 1e7), fill, -bm * bn, -bm, -cluster)
                 if best is None or key < best[0]:
                     best = (key, GemmConfig(bm, bn, stages, cluster), t)
     assert best is not None

@@ -47,8 +47,24 @@ def test_k_grouped_tiles(m, n):
     (128, 7168, 2048, (128, 64)),   # 423 vs 367
     (128, 4096, 7168, (64, 64)),    # 64-row tiles stay where they won (482 vs 380)
     (128, 2112, 7168, (64, 32)),    # 328 vs 205
+    (128, 32768, 512, (128, 128)),  # 377 vs 308 for 128x192 (2026-11-28)
 ])
 def test_fp8_tiles_at_m_128_follow_the_sweeps(m, n, k, want):
+    cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=2)
+    assert (cfg.block_m, cfg.block_n) == want, cfg
+
+
+@pytest.mark.parametrize("m,n,k,want", [
+    (64, 7168, 2048, (64, 64)),     # 239 vs 210 for 64x80 (112 vs 90 CTAs)
+    (64, 7168, 16384, (64, 64)),    # 336 vs 299 for 64x80
+    (64, 32768, 512, (64, 128)),    # 223 vs 188 for 64x192 (171 tiles: 1.3 waves)
+    (64, 4096, 7168, (64, 32)),     # 283, best of 6
+    (64, 2112, 7168, (64, 16)),     # 189, best of 6
+])
+def test_fp8_memory_bound_tiles_fill_the_sms(m, n, k, want):
+    # Memory-bound M = 64 shapes: among tiles the model times at the HBM
+    # floor, the one whose grid keeps the most SMs streaming (H100 sweeps of
+    # 2026-11-28, sweep_dense_small / sweep_dense_main).
     cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=2)
     assert (cfg.block_m, cfg.block_n) == want, cfg
 
