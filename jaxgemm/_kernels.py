@@ -406,6 +406,13 @@ SAMPLE_SPECS: list[dict] = [
     _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 112, 5, out_f32=1, accumulate=1, scales_tma=1),
     _gemm_attrs("fp8_gemm_nt", 4096, 7168, 128, 128, 4, out_f32=1, accumulate=1, sb_per_row=1,
                 scales_tma=1),
+    # 256-row tiles with C (two waves per warpgroup through one C buffer):
+    # the FP32-accumulate bench's tile, and BF16 256x96, whose first form of
+    # the L2 prefetch ptxas compiled into an illegal instruction.
+    _gemm_attrs("fp8_gemm_nt", 4096, 7168, 256, 128, 3, cluster=2, out_f32=1, accumulate=1,
+                sb_per_row=1, scales_tma=1),
+    _gemm_attrs("fp8_gemm_nt", 4096, 2048, 256, 128, 3, out_f32=1, accumulate=1),
+    _gemm_attrs("bf16_gemm_nt", 1000, 520, 256, 96, 4, out_f32=1, accumulate=1),
     _gemm_attrs("bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
     _gemm_attrs("bf16_gemm_nt", 4096, 7168, 256, 128, 3),
     _gemm_attrs("bf16_gemm_nt", 2112, 7168, 64, 64, 8, out_f32=1, accumulate=1),
