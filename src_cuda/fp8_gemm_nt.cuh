@@ -83,24 +83,15 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   // scale-loader lane unless the scales come by TMA.
   constexpr u32 kFullArrivals = kTmaScales ? 1 : 1 + 32;
   const bool init = tid == kMathThreads;
-  if constexpr (kTmaScales && kAccumulate && kSbPerRow)
-    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_c, &tm_sb,
-                  &tm_sa);
-  else if constexpr (kTmaScales && kAccumulate)
-    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_c, &tm_sa,
-                  &tm_sbb);
-  else if constexpr (kTmaScales && kSbPerRow)
-    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_sb, &tm_sa);
-  else if constexpr (kTmaScales)
-    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_sa, &tm_sbb);
-  else if constexpr (kAccumulate && kSbPerRow)
-    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_c, &tm_sb);
-  else if constexpr (kAccumulate)
-    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_c);
-  else if constexpr (kSbPerRow)
-    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d, &tm_sb);
-  else
-    gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d);
+  // The descriptors this instantiation reads besides A, B and D: prefetched
+  // by the thread that initialises the barriers, before the prologue's sync.
+  if (init) {
+    if constexpr (kAccumulate) tma_prefetch_desc(&tm_c);
+    if constexpr (kSbPerRow) tma_prefetch_desc(&tm_sb);
+    if constexpr (kTmaScales) tma_prefetch_desc(&tm_sa);
+    if constexpr (kTmaScales && !kSbPerRow) tma_prefetch_desc(&tm_sbb);
+  }
+  gemm_prologue(ring, init, kMathWG * 4, kFullArrivals, &tm_a, &tm_b, &tm_d);
 
   const DenseScheduler<kBandN, kCluster> sched(m, BLOCK_M, SHAPE_N, BLOCK_N);
 
