@@ -68,9 +68,15 @@ def _time(fn, sets):
     return timing.time_op(jax.jit(fn), sets, reps=max(12, 2 * len(sets)))["us"]
 
 
+_ONLY_JAXGEMM = False  # --only-jaxgemm: peers are skipped (kernel A/B runs)
+
+
 def _time_peer(fn, sets):
     """A peer's time, or NaN when XLA cannot run it (ragged_dot lowers to a
-    dense one-hot product that needs >100 GB on the 256-group Zipf row)."""
+    dense one-hot product that needs >100 GB on the 256-group Zipf row) or
+    when peers are skipped."""
+    if _ONLY_JAXGEMM:
+        return math.nan
     try:
         return _time(fn, sets)
     except Exception as e:  # noqa: BLE001
@@ -80,7 +86,8 @@ def _time_peer(fn, sets):
 
 def _record(op, impl, us, flops, nbytes, **shape):
     if not math.isfinite(us):
-        return dict(op=op, impl=impl, us=None, tflops=None, gbps=None, failed=True, **shape)
+        why = dict(skipped=True) if _ONLY_JAXGEMM else dict(failed=True)
+        return dict(op=op, impl=impl, us=None, tflops=None, gbps=None, **why, **shape)
     return dict(op=op, impl=impl, us=round(us, 2), tflops=round(flops / us / 1e6, 1),
                 gbps=round(nbytes / us / 1e3, 1), **shape)
 
@@ -185,6 +192,8 @@ def bench_k_grouped(rows, quick):
             dot_dimension_numbers=(((0,), (0,)), ((), ())), lhs_ragged_dimensions=[0],
             rhs_group_dimensions=[])
         try:
+            if _ONLY_JAXGEMM:
+                raise RuntimeError("peers skipped (--only-jaxgemm)")
             t = _time(lambda a, b, s: jax.lax.ragged_dot_general(
                 a, b, s, dn, preferred_element_type=F32), [(x.astype(BF16), dy.astype(BF16), gs)])
             recs.append(_record("k_grouped_fp8_gemm_tn_contiguous", "ragged_bf16", t, flops, nbytes, **shape))
@@ -199,7 +208,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="small shapes (a smoke test)")
     p.add_argument("--sets", default="m_grouped_contiguous,m_grouped_masked,k_grouped_wgrad")
+    p.add_argument("--only-jaxgemm", action="store_true",
+                   help="time jaxgemm alone (kernel A/B runs)")
     args = p.parse_args()
+    global _ONLY_JAXGEMM
+    _ONLY_JAXGEMM = args.only_jaxgemm
     shapes = common.shapes()
     goals = common.goals()
     records = []

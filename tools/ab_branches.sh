@@ -4,8 +4,10 @@
 # build and install it, run the GPU tests matching $AB_TESTS_K (if set) and
 # the dense sweep with $AB_SWEEP_ARGS (tagged with the tag), then put the
 # repository's own tree back.  Per-tag environment: AB_ENV_<tag>="VAR=value
-# ..." (e.g. AB_ENV_rows="JAXGEMM_TMA_SCALES=2").  Logs and sweep JSON go
-# to $OUT.  Example (one device call):
+# ..." (e.g. AB_ENV_rows="JAXGEMM_TMA_SCALES=2").  AB_GROUPED_ARGS (e.g.
+# "--sets k_grouped_wgrad"): also benchmarks/bench_grouped.py per branch,
+# tagged results JSON.  Logs and sweep JSON go to $OUT.  Example (one device
+# call):
 #
 #   AB_BRANCHES="main:main pipe:next/pipelined-uniform-wgmma" \
 #   AB_TESTS_K="scale_path or fp8_configs or contiguous or k_grouped" \
@@ -45,6 +47,15 @@ for pair in ${AB_BRANCHES:?set AB_BRANCHES to \"tag:branch ...\"}; do
       # shellcheck disable=SC2086
       timeout "${AB_SWEEP_TIMEOUT:-200}" python3 benchmarks/sweep_dense.py --tag "$tag" \
         $AB_SWEEP_ARGS 2>&1 | tee -a "$OUT/sweep_ab.log" | grep -E "^$tag |rror" | tail -12
+    fi
+    if [ -n "$AB_GROUPED_ARGS" ]; then
+      # shellcheck disable=SC2086
+      XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout "${AB_GROUPED_TIMEOUT:-240}" \
+        python3 benchmarks/bench_grouped.py $AB_GROUPED_ARGS > "$OUT/bench_grouped_$tag.log" 2>&1
+      echo "grouped rc=$?"
+      grep -E "^  [^ ].*: jaxgemm" "$OUT/bench_grouped_$tag.log" \
+        | sed "s/^/$tag /" | head -30
+      for f in "$OUT"/grouped_*.json; do [ -e "$f" ] && mv "$f" "$OUT/${tag}_$(basename "$f")"; done
     fi
   )
 done
