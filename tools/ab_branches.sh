@@ -4,7 +4,8 @@
 # build and install it, run the GPU tests matching $AB_TESTS_K (if set) and
 # the dense sweep with $AB_SWEEP_ARGS (tagged with the tag), then put the
 # repository's own tree back.  Per-tag environment: AB_ENV_<tag>="VAR=value
-# ..." (e.g. AB_ENV_rows="JAXGEMM_TMA_SCALES=2").  AB_GROUPED_ARGS (e.g.
+# ..." (e.g. AB_ENV_rows="JAXGEMM_TMA_SCALES=2"); per-tag tests:
+# AB_TESTS_K_<tag> (empty: none).  AB_GROUPED_ARGS (e.g.
 # "--sets k_grouped_wgrad"): also benchmarks/bench_grouped.py per branch,
 # tagged results JSON.  Logs and sweep JSON go to $OUT.  Example (one device
 # call):
@@ -38,9 +39,12 @@ for pair in ${AB_BRANCHES:?set AB_BRANCHES to \"tag:branch ...\"}; do
     # shellcheck disable=SC2163
     for kv in ${!envvar}; do export "$kv"; done
     export JAXGEMM_COMMIT=$(git rev-parse --short HEAD)
-    if [ -n "$AB_TESTS_K" ]; then
+    # AB_TESTS_K_<tag> (even empty) overrides AB_TESTS_K for that tag.
+    tests_var="AB_TESTS_K_$tag"
+    tests_k=${!tests_var-$AB_TESTS_K}
+    if [ -n "$tests_k" ]; then
       timeout "${AB_TESTS_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -m gpu tests \
-        -k "$AB_TESTS_K" > "$OUT/gpu_tests_$tag.log" 2>&1
+        -k "$tests_k" > "$OUT/gpu_tests_$tag.log" 2>&1
       echo "tests rc=$? $(tail -1 "$OUT/gpu_tests_$tag.log")"
     fi
     if [ -n "$AB_SWEEP_ARGS" ]; then
