@@ -62,6 +62,14 @@ def _tma_scales(sa_rows: jax.Array, sb_rows: jax.Array | None, mode: int = 1):
     return sa_k, (None if sb_rows is None else _pad_axis(sb_rows, 1, align))
 
 
+def _row_box_stages(cfg: _config.GemmConfig, out_bytes: int, sb_per_row: bool,
+                    add_c: bool) -> _config.GemmConfig:
+    """``cfg`` with its stages capped for TMA row boxes of A scales (scales_tma
+    2), which take 4x the A scale bytes per stage."""
+    fit = _config._max_stages(cfg.block_m, cfg.block_n, 1, out_bytes, sb_per_row, add_c, True)
+    return dataclasses.replace(cfg, stages=min(cfg.stages, fit))
+
+
 def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
                 out_dtype, cfg: _config.GemmConfig, *, accumulate: bool,
                 sb_per_row: bool, num_sms: int | None, scales_tma: int = 0):
@@ -117,9 +125,8 @@ def fp8_gemm_nt(a, sa, b, sb, c=None, *, out_dtype, num_sms=None):
     cfg = _forced_config or _config.dense_config(
         m, n_pad, k_pad, fp8=True, out_bytes=out_dtype.itemsize, sb_per_row=sb_per_row,
         num_sms=num_sms, add_c=c is not None)
-    if tma == 2:  # row boxes take 4x the A scale bytes per stage
-        cfg = dataclasses.replace(cfg, stages=min(cfg.stages, _config._max_stages(
-            cfg.block_m, cfg.block_n, 1, out_dtype.itemsize, sb_per_row, c is not None, True)))
+    if tma == 2:
+        cfg = _row_box_stages(cfg, out_dtype.itemsize, sb_per_row, c is not None)
     d = _dense_call("fp8_gemm_nt", operands, m, n_pad, k_pad, out_dtype, cfg,
                     accumulate=c is not None, sb_per_row=sb_per_row, num_sms=num_sms,
                     scales_tma=tma)
