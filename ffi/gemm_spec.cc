@@ -87,8 +87,10 @@ bool GemmSpec::validate(std::string* error) const {
     e << "per-row B scales exist only for FP8";
   else if (scales_tma < 0 || scales_tma > 2)
     e << "scales_tma must be 0, 1 or 2";
-  else if (scales_tma && (!is_fp8() || is_grouped() || is_k_grouped() || is_pack()))
-    e << "scales by TMA exist only for the FP8 dense GEMM";
+  else if (scales_tma && (!is_fp8() || is_k_grouped() || is_pack()))
+    e << "scales by TMA exist only for the FP8 dense and m-grouped GEMMs";
+  else if (scales_tma == 1 && is_grouped())
+    e << "the m-grouped GEMMs take their scales by TMA as row boxes only (scales_tma 2)";
   if (e.str().empty()) return true;
   *error = "invalid GEMM config (" + describe() + "): " + e.str();
   return false;
@@ -117,9 +119,10 @@ KernelRequest GemmSpec::request() const {
   args << n << ", " << k << ", " << block_m << ", " << block_n << ", " << stages << ", "
        << (out_f32 ? "true" : "false") << ", ";
   if (!is_grouped()) args << (accumulate ? "true" : "false") << ", ";
-  if (is_grouped())
+  if (is_grouped()) {
     args << (masked ? "true" : "false") << ", ";
-  else if (is_fp8())
+    if (is_fp8()) args << scales_tma << ", ";
+  } else if (is_fp8())
     args << (sb_per_row ? "true" : "false") << ", " << scales_tma << ", ";
   args << band_n << ", " << cluster;
   KernelRequest r;

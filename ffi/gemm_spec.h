@@ -22,8 +22,9 @@ struct GemmAttrs {
   int64_t cluster;          // CTAs per cluster sharing the A tile by TMA multicast (1, 2, 4)
   int64_t masked;           // m-grouped: 0 = contiguous; masked layout: 1 = rows past
                             // masked_m zeroed, 2 = left untouched
-  int64_t scales_tma;       // FP8 dense: 0 = the cp.async scale loader; scales by TMA
-                            // (layout.h) from 1 = transposed A scales, 2 = row boxes
+  int64_t scales_tma;       // FP8 dense and m-grouped: 0 = the cp.async scale loader;
+                            // scales by TMA (layout.h) from 1 = transposed A scales
+                            // (dense only), 2 = row boxes
   int64_t num_sms;          // grid cap; 0 = every SM of the device
   int64_t smem_override;    // tests only: launch with this much dynamic smem (0 = planned)
 };

@@ -49,7 +49,20 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
   if (auto e = check_dims("b", b, in_type, {groups, spec.n, spec.k}, spec); e.failure()) return e;
   const void* sa_ptr = nullptr;
   const void* sb_ptr = nullptr;
-  if (fp8) {
+  // Scales by TMA (row boxes): sa [rows, K blocks padded to 4] (masked: the
+  // groups' rows flattened) and sb [G * ceil(N/128), K blocks padded to 4];
+  // scale_descriptors checks those shapes.
+  CUtensorMap tm_sa{}, tm_sbb{};
+  if (fp8 && spec.scales_tma) {
+    auto sa = args.get<ffi::AnyBuffer>(1).value();
+    auto sb = args.get<ffi::AnyBuffer>(3).value();
+    if (auto e = scale_descriptors(spec, sa, sb, rows,
+                                   groups * layout::num_scale_blocks(spec.n), &tm_sa, &tm_sbb);
+        e.failure())
+      return e;
+    sa_ptr = sa.untyped_data();
+    sb_ptr = sb.untyped_data();
+  } else if (fp8) {
     auto sa = args.get<ffi::AnyBuffer>(1).value();
     auto sb = args.get<ffi::AnyBuffer>(3).value();
     if (auto e = check_dims("a.scale", sa, ffi::DataType::F32,
@@ -88,7 +101,8 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
   const void* sizes_ptr = sizes.untyped_data();
   void* d_ptr = d->untyped_data();
   uint32_t m32 = static_cast<uint32_t>(m), g32 = static_cast<uint32_t>(groups);
-  void* fp8_params[] = {&tm_a, &tm_b, &sa_ptr, &sb_ptr, &sizes_ptr, &d_ptr, &m32, &g32};
+  void* fp8_params[] = {&tm_a,   &tm_b,      &tm_sa, &tm_sbb, &sa_ptr,
+                        &sb_ptr, &sizes_ptr, &d_ptr, &m32,    &g32};
   void* bf16_params[] = {&tm_a, &tm_b, &sizes_ptr, &d_ptr, &m32, &g32};
   if (!state->kernel.launch(stream, grid, fp8 ? fp8_params : bf16_params, &error))
     return internal(error, spec);

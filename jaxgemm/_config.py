@@ -132,6 +132,13 @@ def scales_by_tma(rows: int) -> int:
     return int(rows >= TMA_SCALES_MIN_ROWS)
 
 
+def grouped_scales_by_tma() -> int:
+    """How the FP8 m-grouped GEMMs load their scales: 2 TMA row boxes (their
+    tiles start at any row, which rules out mode 1's transposed layout), or 0
+    a cp.async warp when ``JAXGEMM_TMA_SCALES=0`` forces it."""
+    return 0 if os.environ.get("JAXGEMM_TMA_SCALES", "") == "0" else 2
+
+
 def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                  sb_per_row: bool = False, num_sms: int | None = None,
                  max_block_m: int = 256, add_c: bool = False) -> GemmConfig:

@@ -161,7 +161,7 @@ def _masked_attr(zero_masked_rows):
 
 
 def _grouped_call(operands, out_shape, out_dtype, n_pad, k_pad, cfg, *, masked, num_sms,
-                  kernel="m_grouped_fp8_gemm_nt"):
+                  kernel="m_grouped_fp8_gemm_nt", scales_tma=0):
     _ext.ensure_registered()
     call = jax.ffi.ffi_call(_ext.GROUPED_TARGET, jax.ShapeDtypeStruct(out_shape, out_dtype),
                             vmap_method="sequential")
@@ -171,7 +171,7 @@ def _grouped_call(operands, out_shape, out_dtype, n_pad, k_pad, cfg, *, masked, 
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(np.dtype(out_dtype) == np.float32), accumulate=0,
         sb_per_row=0, cluster=int(cfg.cluster), masked=int(masked),
-        scales_tma=0, num_sms=int(num_sms or 0),
+        scales_tma=int(scales_tma), num_sms=int(num_sms or 0),
         smem_override=int(_smem_override))
 
 
@@ -185,6 +185,21 @@ def _grouped_operands(a, sa, b, sb, out_dtype):
     if layout.num_scale_blocks(b_p.shape[1]) != sb_p.shape[1]:
         sb_p = _pad_axis(sb_p, 1, layout.num_scale_blocks(b_p.shape[1]))
     return a_p, sa.astype(jnp.float32), b_p, sb_p
+
+
+def _grouped_tma_scales(sa, sb, cfg, out_dtype):
+    """The m-grouped FP8 operands' scales in the layout of the TMA row boxes
+    (layout.h): K blocks padded to 4, A scales [rows, Kb4] (the masked
+    layout's groups flattened), B scales [G * N blocks, Kb4]; and the config
+    with its stages capped for the 4x A scale bytes per stage."""
+    align = layout.TMA_SCALE_ALIGN
+    sa4 = _pad_axis(sa, sa.ndim - 1, align)
+    sb4 = _pad_axis(sb, 2, align)
+    sa4 = sa4.reshape(-1, sa4.shape[-1])
+    sb4 = sb4.reshape(-1, sb4.shape[-1])
+    stages = _config._max_stages(cfg.block_m, cfg.block_n, 1, np.dtype(out_dtype).itemsize,
+                                 False, False, True)
+    return sa4, sb4, dataclasses.replace(cfg, stages=min(cfg.stages, stages))
 
 
 def _grouped_config(rows_per_group, n, k, out_dtype, groups, num_sms, *, fp8=True,
@@ -260,8 +275,12 @@ def m_grouped_fp8_gemm_nt_contiguous(a, sa, b, sb, group_sizes, *, out_dtype, nu
     a_p, sa_p, b_p, sb_p = _grouped_operands(a, sa, b, sb, out_dtype)
     n_pad, k_pad = b_p.shape[1], b_p.shape[2]
     cfg = _grouped_config(m // g, n_pad, k_pad, out_dtype, g, num_sms, contiguous=True)
+    tma = _config.grouped_scales_by_tma()
+    if tma:
+        sa_p, sb_p, cfg = _grouped_tma_scales(sa_p, sb_p, cfg, out_dtype)
     d = _grouped_call([a_p, sa_p, b_p, sb_p, group_sizes.astype(jnp.int32)], (m, n_pad),
-                      out_dtype, n_pad, k_pad, cfg, masked=False, num_sms=num_sms)
+                      out_dtype, n_pad, k_pad, cfg, masked=False, num_sms=num_sms,
+                      scales_tma=tma)
     return d if n_pad == n else d[:, :n]
 
 
@@ -275,9 +294,12 @@ def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtyp
     a_p, sa_p, b_p, sb_p = _grouped_operands(a, sa, b, sb, out_dtype)
     n_pad, k_pad = b_p.shape[1], b_p.shape[2]
     cfg = _grouped_config(int(expected_m or m_max), n_pad, k_pad, out_dtype, g, num_sms)
+    tma = _config.grouped_scales_by_tma()
+    if tma:
+        sa_p, sb_p, cfg = _grouped_tma_scales(sa_p, sb_p, cfg, out_dtype)
     d = _grouped_call([a_p, sa_p, b_p, sb_p, masked_m.astype(jnp.int32)], (g, m_max, n_pad),
                       out_dtype, n_pad, k_pad, cfg, masked=_masked_attr(zero_masked_rows),
-                      num_sms=num_sms)
+                      num_sms=num_sms, scales_tma=tma)
     return d if n_pad == n else d[:, :, :n]
 
 
@@ -426,6 +448,8 @@ SAMPLE_SPECS: list[dict] = [
     _gemm_attrs("m_grouped_fp8_gemm_nt", 4096, 7168, 128, 128, 5),
     _gemm_attrs("m_grouped_fp8_gemm_nt", 7168, 3072, 256, 128, 3, cluster=2),
     _gemm_attrs("m_grouped_fp8_gemm_nt", 4096, 2048, 64, 112, 8, masked=1),
+    _gemm_attrs("m_grouped_fp8_gemm_nt", 7168, 3072, 256, 128, 3, cluster=2, scales_tma=2),
+    _gemm_attrs("m_grouped_fp8_gemm_nt", 4096, 2048, 64, 112, 7, masked=1, scales_tma=2),
     _gemm_attrs("m_grouped_bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
     _gemm_attrs("m_grouped_bf16_gemm_nt", 4096, 2048, 64, 128, 8, masked=2),
     _gemm_attrs("k_grouped_fp8_gemm", 7168, 33024, 128, 128, 4, out_f32=1, sb_per_row=1, m=4096,

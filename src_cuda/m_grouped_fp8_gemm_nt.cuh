@@ -6,7 +6,13 @@
 // masked (kMasked true): A [G * M_max, K], B [G, N, K], D [G * M_max, N];
 //   rows of group g at or past sizes[g] (= masked_m) are zero.
 // Scales as in fp8_gemm_nt.cuh: sa [rows, ceil(K/128)], sb [G, ceil(N/128),
-// ceil(K/128)].
+// ceil(K/128)]; with kScaleMode 2 both have their K blocks padded to 4 and
+// the TMA thread loads them with each stage as row boxes (gemm_common.cuh,
+// TmaStageScales): 4 K blocks x BLOCK_M rows of sa from the tile's first
+// row, whatever its alignment (rows past the tile's segment bring the next
+// group's scales; those rows are never stored), and 4 K blocks x 2 of the
+// group's B scale blocks (sb seen as [G * ceil(N/128), ...]).  kScaleMode 0:
+// a cp.async warp copies them.
 //
 // Same pipeline as fp8_gemm_nt.cuh (TMA producer, cp.async scale loader,
 // one or two math warpgroups with FP32 promotion every 128 of K, 2-CTA A
@@ -27,10 +33,12 @@
 namespace jaxgemm {
 
 template <u32 SHAPE_N, u32 SHAPE_K, u32 BLOCK_M, u32 BLOCK_N, u32 kStages, bool kOutF32,
-          bool kMasked, u32 kBandN, u32 kCluster>
+          bool kMasked, u32 kScaleMode, u32 kBandN, u32 kCluster>
 __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     m_grouped_fp8_gemm_nt_kernel(const __grid_constant__ TmaDesc tm_a,
                                  const __grid_constant__ TmaDesc tm_b,
+                                 const __grid_constant__ TmaDesc tm_sa,
+                                 const __grid_constant__ TmaDesc tm_sbb,
                                  const float* __restrict__ sa, const float* __restrict__ sb,
                                  const int* __restrict__ sizes, unsigned char* __restrict__ d,
                                  u32 m, u32 groups) {
@@ -40,10 +48,13 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
   constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
   constexpr u32 kMathThreads = kMathWG * 128;
-  constexpr auto kPlan =
-      jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1, kOutF32 ? 4 : 2, false);
+  constexpr bool kTmaScales = kScaleMode != 0;
+  static_assert(kScaleMode == 0 || kScaleMode == 2, "m-grouped scales: cp.async or row boxes");
+  constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1,
+                                                      kOutF32 ? 4 : 2, false, false, kTmaScales);
   using Mma = WgmmaFp8<BLOCK_N>;
-  using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, false>;
+  using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, false, kTmaScales ? 4 : 1>;
+  using Scales = TmaStageScales<BLOCK_M, true, true>;
   using Store = MaskedTileStore<BLOCK_N, kOutF32>;
   using Sched = GroupedScheduler<kMasked, BLOCK_M, kBandN, kCluster>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
@@ -55,8 +66,9 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(kCluster == 1 || kCluster == 2, "cluster of 1 or 2 CTAs");
   constexpr u32 kLdBytes = SHAPE_N * (kOutF32 ? 4 : 2);
   // The group cursor needs more than 40 registers in the producer; with one
-  // math warpgroup there are registers to spare.
-  constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
+  // math warpgroup there are registers to spare.  With two, the TMA scale
+  // coordinates spilled at 40; 48 + 2 x 232 fills the 64K register file.
+  constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : kTmaScales ? 48 : 40;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const GemmSmem sm = carve_gemm_smem<kStages>(smem_raw, kPlan);
@@ -65,7 +77,14 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   const u32 tid = threadIdx.x;
   const u32 wg = tid / 128;
   const u32 rank = kCluster == 1 ? 0 : cluster_ctarank();
-  gemm_prologue(ring, tid == kMathThreads, kMathWG * 4, 1 + 32, &tm_a, &tm_b);
+  // Full: the TMA thread's expect-tx arrival, plus one cp.async arrival per
+  // scale-loader lane unless the scales come by TMA.
+  const bool init = tid == kMathThreads;
+  if (init && kTmaScales) {
+    tma_prefetch_desc(&tm_sa);
+    tma_prefetch_desc(&tm_sbb);
+  }
+  gemm_prologue(ring, init, kMathWG * 4, kTmaScales ? 1 : 1 + 32, &tm_a, &tm_b);
 
   Sched sched(sizes, groups, m, SHAPE_N, BLOCK_N);
 
@@ -74,7 +93,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     warpgroup_reg_dealloc<kProducerRegs>();
     const u32 ptid = tid - kMathThreads;
     if (ptid == 0) {
-      constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage;
+      constexpr u32 kStageBytes =
+          kPlan.a_stage + kPlan.b_stage + (kTmaScales ? Scales::kBytes : 0);
       u32 stage = 0, phase = 0;
       for (u32 t = sched.first_unit(); sched.find(t); t += sched.unit_stride()) {
         u32 row0, row_end, nb;
@@ -90,11 +110,14 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
           // never stored.
           tma_load_2d(sm.b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K,
                       static_cast<u32>(g) * SHAPE_N + nb * BLOCK_N);
+          if constexpr (kTmaScales)
+            Scales::load(sm.sf + stage * kPlan.sf_stage, &tm_sa, &tm_sbb, bar, row0, kb,
+                         static_cast<u32>(g) * kNumNScaleBlocks + nb * BLOCK_N / 128);
           mbar_arrive_expect_tx(bar, kStageBytes);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
       }
-    } else if (ptid >= 32 && ptid < 64) {
+    } else if (!kTmaScales && ptid >= 32 && ptid < 64) {
       // Scale loader (see fp8_gemm_nt.cuh); rows past the segment get 0.
       const u32 lane = ptid - 32;
       u32 stage = 0, phase = 0;

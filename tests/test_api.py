@@ -549,3 +549,45 @@ def test_cuda_lowering_picks_the_scale_layout(clean_backend, m, tma):
     sa, sb = ("tensor<5x1028xf32>", "tensor<2x8xf32>") if tma else (f"tensor<{m}x5xf32>",
                                                                     "tensor<2x5xf32>")
     assert f"{sa}, tensor<{n}x{k}xf8E4M3FN>, {sb})" in calls[0], calls[0]
+
+
+@pytest.mark.parametrize("masked,forced,tma", [(False, None, 2), (True, None, 2),
+                                               (False, "0", 0)])
+def test_cuda_lowering_m_grouped_scale_layout(clean_backend, masked, forced, tma):
+    # Cross-lowered for CUDA (no GPU needed): the FP8 m-grouped call hands the
+    # kernel its scales as TMA row boxes (scales_tma = 2): K blocks padded to
+    # 4, A scales [rows, Kb4] (the masked layout's groups flattened), B scales
+    # [G * N blocks, Kb4]; JAXGEMM_TMA_SCALES=0 keeps the cp.async loader and
+    # the scales as they are.
+    import re
+
+    clean_backend.setattr(_backend, "cuda_device_info", lambda: ("9.0", "H100"))
+    if forced is None:
+        clean_backend.delenv("JAXGEMM_TMA_SCALES", raising=False)
+    else:
+        clean_backend.setenv("JAXGEMM_TMA_SCALES", forced)
+    g, rows, n, k = 3, 96, 256, 640
+    rng = np.random.default_rng(g)
+    shape = (g, rows // g, k) if masked else (rows, k)
+    a = jg.per_token_cast_to_fp8(jnp.asarray(rng.standard_normal(shape), jnp.float32))
+    b = jg.per_block_cast_to_fp8_grouped(jnp.ones((g, n, k), jnp.float32))
+    sizes = jnp.full((g,), rows // g, jnp.int32)
+    if masked:
+        fn = functools.partial(jg.m_grouped_fp8_gemm_nt_masked, expected_m=rows // g)
+    else:
+        fn = jg.m_grouped_fp8_gemm_nt_contiguous
+    # A fresh function per case: jit's trace cache does not see the env var.
+    exp = jax.export.export(
+        jax.jit(lambda a, b, s: fn(a, b, s)), platforms=("cuda",),
+        disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("jaxgemm_grouped_gemm")])(
+            a, b, sizes)
+    calls = [ln for ln in exp.mlir_module().splitlines()
+             if "custom_call @jaxgemm_grouped_gemm" in ln]
+    assert len(calls) == 1
+    assert re.search(r"scales_tma = (\d)", calls[0]).group(1) == str(tma)
+    if tma:
+        sa, sb = f"tensor<{rows}x8xf32>", f"tensor<{g * 2}x8xf32>"
+    else:
+        sa = f"tensor<{g}x{rows // g}x5xf32>" if masked else f"tensor<{rows}x5xf32>"
+        sb = f"tensor<{g}x2x5xf32>"
+    assert f"{sa}, tensor<{g}x{n}x{k}xf8E4M3FN>, {sb}" in calls[0], calls[0]

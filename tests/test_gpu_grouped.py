@@ -34,6 +34,15 @@ def grouped_kernels(monkeypatch):
     jax.clear_caches()
 
 
+@pytest.fixture(params=["cp.async", "tma-rows"])
+def scale_path(request, monkeypatch):
+    """Both ways the m-grouped FP8 kernels load their scales: a cp.async warp,
+    or TMA row boxes from the tile's first row, whatever its alignment (the
+    default)."""
+    monkeypatch.setenv("JAXGEMM_TMA_SCALES", {"cp.async": "0", "tma-rows": "2"}[request.param])
+    return request.param
+
+
 def _check(out, ref, tol=1e-3):
     out = np.asarray(out, np.float64)
     assert np.isfinite(out).all()
@@ -57,7 +66,7 @@ def _operands(m, g, n, k):
     [-5, 200, 64, 30],             # negative: clamped to 0
 ])
 @pytest.mark.parametrize("cfg", [None, (64, 32, 8, 1), (128, 96, 6, 2), (256, 128, 3, 2)])
-def test_contiguous(sizes, cfg):
+def test_contiguous(sizes, cfg, scale_path):
     m, n, k = 1501, 520, 896
     g = len(sizes)
     qa, qb = _operands(m, g, n, k)
@@ -75,7 +84,7 @@ def test_contiguous(sizes, cfg):
 @pytest.mark.parametrize("masked", [[0, 1, 64, 200], [200, 200, 200, 200], [17, 0, 130, 5],
                                     [300, -4, 199, 1]])
 @pytest.mark.parametrize("zero_rows", [True, False])
-def test_masked(masked, zero_rows):
+def test_masked(masked, zero_rows, scale_path):
     g, m_max, n, k = 4, 200, 264, 640
     a = jnp.asarray(_rng.standard_normal((g, m_max, k), np.float32))
     b = jnp.asarray(_rng.standard_normal((g, n, k), np.float32))
