@@ -33,7 +33,9 @@ constexpr int64_t contiguous_alignment(int64_t itemsize) {
 // Scales by TMA (the FP8 dense kernel, chosen per call by the config): the
 // A scales go transposed, [ceil(K/128), rows] with rows padded to a
 // multiple of 4 (a 16-byte row stride), so that one contiguous TMA box
-// per stage brings a tile's row scales; per-block B scales keep their layout
+// per stage brings a tile's row scales; or (row boxes: the m-grouped
+// kernels, whose tiles start at any row) stay [rows, ceil(K/128)] with the
+// K axis padded to a multiple of 4.  Per-block B scales keep their layout
 // [.., ceil(N/128), ceil(K/128)] with the K axis padded to a multiple of 4.
 inline constexpr int64_t kTmaScaleAlign = kTmaStrideAlignBytes / 4;
 constexpr int64_t tma_scale_a_cols(int64_t rows) { return round_up(rows, kTmaScaleAlign); }

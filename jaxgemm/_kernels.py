@@ -189,17 +189,10 @@ def _grouped_operands(a, sa, b, sb, out_dtype):
 
 def _grouped_tma_scales(sa, sb, cfg, out_dtype):
     """The m-grouped FP8 operands' scales in the layout of the TMA row boxes
-    (layout.h): K blocks padded to 4, A scales [rows, Kb4] (the masked
-    layout's groups flattened), B scales [G * N blocks, Kb4]; and the config
-    with its stages capped for the 4x A scale bytes per stage."""
-    align = layout.TMA_SCALE_ALIGN
-    sa4 = _pad_axis(sa, sa.ndim - 1, align)
-    sb4 = _pad_axis(sb, 2, align)
-    sa4 = sa4.reshape(-1, sa4.shape[-1])
-    sb4 = sb4.reshape(-1, sb4.shape[-1])
-    stages = _config._max_stages(cfg.block_m, cfg.block_n, 1, np.dtype(out_dtype).itemsize,
-                                 False, False, True)
-    return sa4, sb4, dataclasses.replace(cfg, stages=min(cfg.stages, stages))
+    (layout.h): A scales [rows, Kb4] (the masked layout's groups flattened),
+    B scales [G * N blocks, Kb4]; and the config with its stages capped."""
+    sa4, sb4 = _tma_scales(sa.reshape(-1, sa.shape[-1]), sb.reshape(-1, sb.shape[-1]), 2)
+    return sa4, sb4, _row_box_stages(cfg, np.dtype(out_dtype).itemsize, False, False)
 
 
 def _grouped_config(rows_per_group, n, k, out_dtype, groups, num_sms, *, fp8=True,
