@@ -24,6 +24,9 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 BLOCK_K = 64;
   constexpr u32 kNumKBlocks = (SHAPE_K + BLOCK_K - 1) / BLOCK_K;
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
+  constexpr u32 kProducerRegs = 40;
+  static_assert(jaxgemm_plan::reg_split_fits(BLOCK_M, kProducerRegs),
+                "setmaxnreg split exceeds the launch register pool (the alloc would hang)");
   constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
   constexpr u32 kMathThreads = kMathWG * 128;
   constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 2,
@@ -58,7 +61,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   const DenseScheduler<kBandN, kCluster> sched(m, BLOCK_M, SHAPE_N, BLOCK_N);
 
   if (wg == kMathWG) {
-    warpgroup_reg_dealloc<40>();
+    warpgroup_reg_dealloc<kProducerRegs>();
     if (tid == kMathThreads) {
       constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage;
       u32 stage = 0, phase = 0;
@@ -77,7 +80,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       }
     }
   } else {
-    warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
+    warpgroup_reg_alloc<jaxgemm_plan::math_regs(BLOCK_M)>();
     const u32 wg_thread = tid % 128, lane = tid % 32;
     u32 stage = 0, phase = 0, store_seq = 0, c_phase = 0;
     for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {

@@ -48,6 +48,9 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kNumKBlocks = (SHAPE_K + BLOCK_K - 1) / BLOCK_K;
   constexpr u32 kNumNScaleBlocks = (SHAPE_N + 127) / 128;
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
+  constexpr u32 kProducerRegs = 40;
+  static_assert(jaxgemm_plan::reg_split_fits(BLOCK_M, kProducerRegs),
+                "setmaxnreg split exceeds the launch register pool (the alloc would hang)");
   constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
   constexpr u32 kMathThreads = kMathWG * 128;
   constexpr bool kTmaScales = kScaleMode != 0;
@@ -97,7 +100,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
 
   if (wg == kMathWG) {
     // ---------------- producer warpgroup ----------------
-    warpgroup_reg_dealloc<40>();
+    warpgroup_reg_dealloc<kProducerRegs>();
     const u32 ptid = tid - kMathThreads;
     if (ptid == 0) {
       // TMA: A (a multicast slice in a cluster), B, per-row B scales, and
@@ -145,7 +148,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     }
   } else {
     // ---------------- math warpgroups ----------------
-    warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
+    warpgroup_reg_alloc<jaxgemm_plan::math_regs(BLOCK_M)>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
     const Math math(wg, warp, lane);
     const StageView view = stage_view(sm, kPlan);

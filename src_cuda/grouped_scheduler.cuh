@@ -36,7 +36,14 @@ struct GroupedScheduler {
     load(0);
   }
   __device__ __forceinline__ static u32 first_unit() { return blockIdx.x / kCluster; }
-  __device__ __forceinline__ static u32 unit_stride() { return gridDim.x / kCluster; }
+  // Read where used (asm volatile: never held in a register across the
+  // tile loop), which keeps the 40-register producer of the two-warpgroup
+  // FP8 kernels free of spills.
+  __device__ __forceinline__ static u32 unit_stride() {
+    u32 n;
+    asm volatile("mov.u32 %0, %%nctaid.x;" : "=r"(n));
+    return n / kCluster;
+  }
   __device__ __forceinline__ u32 num_segments() const { return kMasked ? 2 * groups : groups + 1; }
 
   __device__ __forceinline__ void load(u32 s) {

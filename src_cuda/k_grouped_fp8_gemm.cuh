@@ -59,6 +59,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(!kAccumulate || AddC::kBytes * kMathWG <= kPlan.d_tile,
                 "with C, each math warpgroup stages one whole 64-row block");
   constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
+  static_assert(jaxgemm_plan::reg_split_fits(BLOCK_M, kProducerRegs),
+                "setmaxnreg split exceeds the launch register pool (the alloc would hang)");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const GemmSmem sm = carve_gemm_smem<kStages>(smem_raw, kPlan);
@@ -105,7 +107,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     }
   } else {
     // ---------------- math warpgroups ----------------
-    warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
+    warpgroup_reg_alloc<jaxgemm_plan::math_regs(BLOCK_M)>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
     const Math math(wg, warp, lane);
     const StageView view = stage_view(sm, kPlan);

@@ -66,9 +66,13 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(kCluster == 1 || kCluster == 2, "cluster of 1 or 2 CTAs");
   constexpr u32 kLdBytes = SHAPE_N * (kOutF32 ? 4 : 2);
   // The group cursor needs more than 40 registers in the producer; with one
-  // math warpgroup there are registers to spare.  With two, the TMA scale
-  // coordinates spilled at 40; 48 + 2 x 232 fills the 64K register file.
-  constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : kTmaScales ? 48 : 40;
+  // math warpgroup there are registers to spare.  With two, 40 + 2 x 232 is
+  // the whole launch pool (384 x 168): 48 hung the math warpgroups' setmaxnreg
+  // (H100, 2026-11-28); the scheduler re-reads the grid size so that the TMA
+  // scale coordinates fit in 40 without spilling.
+  constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
+  static_assert(jaxgemm_plan::reg_split_fits(BLOCK_M, kProducerRegs),
+                "setmaxnreg split exceeds the launch register pool (the alloc would hang)");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const GemmSmem sm = carve_gemm_smem<kStages>(smem_raw, kPlan);
@@ -139,7 +143,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     }
   } else {
     // ---------------- math warpgroups ----------------
-    warpgroup_reg_alloc<kMathWG == 1 ? 248 : 232>();
+    warpgroup_reg_alloc<jaxgemm_plan::math_regs(BLOCK_M)>();
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
     const Math math(wg, warp, lane);
     const StageView view = stage_view(sm, kPlan);

@@ -34,6 +34,20 @@ JAXGEMM_HD constexpr unsigned math_warpgroups(unsigned block_m) { return block_m
 JAXGEMM_HD constexpr unsigned m_waves(unsigned block_m) { return block_m / (64 * math_warpgroups(block_m)); }
 JAXGEMM_HD constexpr unsigned gemm_threads(unsigned block_m) { return 128 * (math_warpgroups(block_m) + 1); }
 
+// Register split by setmaxnreg: the producer warpgroup drops to
+// `producer_regs` per thread and the math warpgroups rise to math_regs.
+// Registers only move within the pool the CTA was launched with, threads x
+// the per-thread count __launch_bounds__(threads, 1) allows (65536 / threads,
+// at most 255, rounded down to 8: 168 for 384 threads, 248 for 256), and an
+// increase the pool cannot cover waits forever (a hang, not an error): every
+// kernel static_asserts its split with reg_split_fits.
+JAXGEMM_HD constexpr unsigned math_regs(unsigned block_m) { return math_warpgroups(block_m) == 1 ? 248 : 232; }
+JAXGEMM_HD constexpr bool reg_split_fits(unsigned block_m, unsigned producer_regs) {
+  const unsigned threads = gemm_threads(block_m);
+  const unsigned cap = 65536 / threads < 255 ? 65536 / threads : 255;
+  return 128 * (producer_regs + math_warpgroups(block_m) * math_regs(block_m)) <= threads * (cap / 8 * 8);
+}
+
 // The output tile is staged in shared memory as column slabs that one TMA
 // store each writes back: a slab is `store_slab_cols` columns wide (at most
 // 128 bytes, the widest swizzled box) and holds 64 rows (one wave of a math
