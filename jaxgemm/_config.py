@@ -132,11 +132,25 @@ def scales_by_tma(rows: int) -> int:
     return int(rows >= TMA_SCALES_MIN_ROWS)
 
 
-def grouped_scales_by_tma() -> int:
-    """How the FP8 m-grouped GEMMs load their scales: 2 TMA row boxes (their
-    tiles start at any row, which rules out mode 1's transposed layout), or 0
-    a cp.async warp when ``JAXGEMM_TMA_SCALES=0`` forces it."""
-    return 0 if os.environ.get("JAXGEMM_TMA_SCALES", "") == "0" else 2
+#: FP8 m-grouped GEMMs with tiles of at least this many rows take their
+#: scales by TMA row boxes.  Measured (H100, 2026-11-28, against the cp.async
+#: warp, runs on two machines): 256-row tiles +1-5% on the contiguous
+#: balanced and Zipf-1024 rows and the masked expected_m 192/1024 rows (one
+#: row -4%); 128-row tiles (Zipf, 256 groups) -3%; 64-row tiles (masked
+#: expected_m 20, memory bound) -5 to -22%: a row box brings 16 bytes per
+#: row where the tile needs 4, and the stage cap takes stages away.
+GROUPED_TMA_SCALES_MIN_BLOCK_M = 256
+
+
+def grouped_scales_by_tma(block_m: int) -> int:
+    """How the FP8 m-grouped GEMMs with ``block_m``-row tiles load their
+    scales: 2 TMA row boxes (their tiles start at any row, which rules out
+    mode 1's transposed layout) or 0 a cp.async warp.
+    ``JAXGEMM_TMA_SCALES=0/2`` forces either (A/B runs)."""
+    forced = os.environ.get("JAXGEMM_TMA_SCALES", "")
+    if forced in ("0", "2"):
+        return int(forced)
+    return 2 if block_m >= GROUPED_TMA_SCALES_MIN_BLOCK_M else 0
 
 
 def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,

@@ -268,7 +268,7 @@ def m_grouped_fp8_gemm_nt_contiguous(a, sa, b, sb, group_sizes, *, out_dtype, nu
     a_p, sa_p, b_p, sb_p = _grouped_operands(a, sa, b, sb, out_dtype)
     n_pad, k_pad = b_p.shape[1], b_p.shape[2]
     cfg = _grouped_config(m // g, n_pad, k_pad, out_dtype, g, num_sms, contiguous=True)
-    tma = _config.grouped_scales_by_tma()
+    tma = _config.grouped_scales_by_tma(cfg.block_m)
     if tma:
         sa_p, sb_p, cfg = _grouped_tma_scales(sa_p, sb_p, cfg, out_dtype)
     d = _grouped_call([a_p, sa_p, b_p, sb_p, group_sizes.astype(jnp.int32)], (m, n_pad),
@@ -287,7 +287,7 @@ def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtyp
     a_p, sa_p, b_p, sb_p = _grouped_operands(a, sa, b, sb, out_dtype)
     n_pad, k_pad = b_p.shape[1], b_p.shape[2]
     cfg = _grouped_config(int(expected_m or m_max), n_pad, k_pad, out_dtype, g, num_sms)
-    tma = _config.grouped_scales_by_tma()
+    tma = _config.grouped_scales_by_tma(cfg.block_m)
     if tma:
         sa_p, sb_p, cfg = _grouped_tma_scales(sa_p, sb_p, cfg, out_dtype)
     d = _grouped_call([a_p, sa_p, b_p, sb_p, masked_m.astype(jnp.int32)], (g, m_max, n_pad),

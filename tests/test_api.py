@@ -551,14 +551,17 @@ def test_cuda_lowering_picks_the_scale_layout(clean_backend, m, tma):
     assert f"{sa}, tensor<{n}x{k}xf8E4M3FN>, {sb})" in calls[0], calls[0]
 
 
-@pytest.mark.parametrize("masked,forced,tma", [(False, None, 2), (True, None, 2),
-                                               (False, "0", 0)])
-def test_cuda_lowering_m_grouped_scale_layout(clean_backend, masked, forced, tma):
-    # Cross-lowered for CUDA (no GPU needed): the FP8 m-grouped call hands the
-    # kernel its scales as TMA row boxes (scales_tma = 2): K blocks padded to
-    # 4, A scales [rows, Kb4] (the masked layout's groups flattened), B scales
-    # [G * N blocks, Kb4]; JAXGEMM_TMA_SCALES=0 keeps the cp.async loader and
-    # the scales as they are.
+@pytest.mark.parametrize("masked,rows,forced,tma", [
+    (False, 12288, None, 2), (True, 12288, None, 2),  # 256-row tiles: row boxes
+    (False, 96, None, 0),                              # 64-row tiles: cp.async
+    (False, 96, "2", 2), (True, 96, "2", 2), (False, 12288, "0", 0)])
+def test_cuda_lowering_m_grouped_scale_layout(clean_backend, masked, rows, forced, tma):
+    # Cross-lowered for CUDA (no GPU needed): the FP8 m-grouped call with
+    # 256-row tiles hands the kernel its scales as TMA row boxes (scales_tma
+    # = 2): K blocks padded to 4, A scales [rows, Kb4] (the masked layout's
+    # groups flattened), B scales [G * N blocks, Kb4]; smaller tiles keep the
+    # cp.async loader and the scales as they are (_config.
+    # grouped_scales_by_tma); JAXGEMM_TMA_SCALES=0/2 forces either.
     import re
 
     clean_backend.setattr(_backend, "cuda_device_info", lambda: ("9.0", "H100"))
@@ -566,7 +569,7 @@ def test_cuda_lowering_m_grouped_scale_layout(clean_backend, masked, forced, tma
         clean_backend.delenv("JAXGEMM_TMA_SCALES", raising=False)
     else:
         clean_backend.setenv("JAXGEMM_TMA_SCALES", forced)
-    g, rows, n, k = 3, 96, 256, 640
+    g, n, k = 3, 256, 640
     rng = np.random.default_rng(g)
     shape = (g, rows // g, k) if masked else (rows, k)
     a = jg.per_token_cast_to_fp8(jnp.asarray(rng.standard_normal(shape), jnp.float32))

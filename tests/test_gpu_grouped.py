@@ -36,9 +36,9 @@ def grouped_kernels(monkeypatch):
 
 @pytest.fixture(params=["cp.async", "tma-rows"])
 def scale_path(request, monkeypatch):
-    """Both ways the m-grouped FP8 kernels load their scales: a cp.async warp,
-    or TMA row boxes from the tile's first row, whatever its alignment (the
-    default)."""
+    """Both ways the m-grouped FP8 kernels load their scales, forced whatever
+    the tile: a cp.async warp, or TMA row boxes from the tile's first row,
+    whatever its alignment (the default for 256-row tiles)."""
     monkeypatch.setenv("JAXGEMM_TMA_SCALES", {"cp.async": "0", "tma-rows": "2"}[request.param])
     return request.param
 
