@@ -27,18 +27,24 @@ install() {  # install the tree in $1, log to $2
 for pair in ${AB_BRANCHES:?set AB_BRANCHES to \"tag:branch ...\"}; do
   tag=${pair%%:*}; branch=${pair#*:}
   wt=/tmp/wt_$tag
-  if [ "$branch" = "." ]; then wt=$root; else
+  if [ "$branch" = "." ]; then wt=$root
+  elif [[ $branch == @* ]]; then
+    # "@file.tar": a tree from `git archive` (the device's .git may lack the
+    # branch); its commit in a .commit file inside the archive.
+    rm -rf "$wt"; mkdir -p "$wt" && tar xf "${branch#@}" -C "$wt" || { echo "no archive $branch"; continue; }
+  else
     rm -rf "$wt"; git worktree prune
     git worktree add -f "$wt" "$branch" > /dev/null 2>&1 || { echo "no branch $branch"; continue; }
   fi
-  echo "== $tag ($branch, $(git -C "$wt" rev-parse --short HEAD))"
+  commit=$(cat "$wt/.commit" 2>/dev/null || git -C "$wt" rev-parse --short HEAD)
+  echo "== $tag ($branch, $commit)"
   install "$wt" "$OUT/build_$tag.log" || continue
   envvar="AB_ENV_$tag"
   (
     cd "$wt" || exit 1
     # shellcheck disable=SC2163
     for kv in ${!envvar}; do export "$kv"; done
-    export JAXGEMM_COMMIT=$(git rev-parse --short HEAD)
+    export JAXGEMM_COMMIT=$commit
     # AB_TESTS_K_<tag> (even empty) overrides AB_TESTS_K for that tag.
     tests_var="AB_TESTS_K_$tag"
     tests_k=${!tests_var-$AB_TESTS_K}
@@ -47,15 +53,19 @@ for pair in ${AB_BRANCHES:?set AB_BRANCHES to \"tag:branch ...\"}; do
         -k "$tests_k" > "$OUT/gpu_tests_$tag.log" 2>&1
       echo "tests rc=$? $(tail -1 "$OUT/gpu_tests_$tag.log")"
     fi
-    if [ -n "$AB_SWEEP_ARGS" ]; then
+    # AB_SWEEP_ARGS_<tag> / AB_GROUPED_ARGS_<tag> (even empty) override the
+    # shared arguments for that tag.
+    sweep_var="AB_SWEEP_ARGS_$tag"; sweep_args=${!sweep_var-$AB_SWEEP_ARGS}
+    grouped_var="AB_GROUPED_ARGS_$tag"; grouped_args=${!grouped_var-$AB_GROUPED_ARGS}
+    if [ -n "$sweep_args" ]; then
       # shellcheck disable=SC2086
       timeout "${AB_SWEEP_TIMEOUT:-200}" python3 benchmarks/sweep_dense.py --tag "$tag" \
-        $AB_SWEEP_ARGS 2>&1 | tee -a "$OUT/sweep_ab.log" | grep -E "^$tag |rror" | tail -12
+        $sweep_args 2>&1 | tee -a "$OUT/sweep_ab.log" | grep -E "^fp8_|^bf16_|rror" | tail -12
     fi
-    if [ -n "$AB_GROUPED_ARGS" ]; then
+    if [ -n "$grouped_args" ]; then
       # shellcheck disable=SC2086
       XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout "${AB_GROUPED_TIMEOUT:-240}" \
-        python3 benchmarks/bench_grouped.py $AB_GROUPED_ARGS > "$OUT/bench_grouped_$tag.log" 2>&1
+        python3 benchmarks/bench_grouped.py $grouped_args > "$OUT/bench_grouped_$tag.log" 2>&1
       echo "grouped rc=$?"
       grep -E "^  [^ ].*: jaxgemm" "$OUT/bench_grouped_$tag.log" \
         | sed "s/^/$tag /" | head -30
