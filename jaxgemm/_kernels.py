@@ -70,18 +70,28 @@ def _row_box_stages(cfg: _config.GemmConfig, out_bytes: int, sb_per_row: bool,
     return dataclasses.replace(cfg, stages=min(cfg.stages, fit))
 
 
+#: Test and tooling hook (``tests/conftest.py``'s spec-recording mode): when
+#: set, called as ``hook(target, result, operands, attrs)`` instead of the FFI
+#: call, and its return value stands for the kernel's output.
+_ffi_call_hook = None
+
+
+def _ffi_call(target: str, result: jax.ShapeDtypeStruct, operands, **attrs):
+    """One kernel launch as an XLA FFI custom call; ``attrs`` is the kernel's
+    spec (what ``_ext.native.compile_kernel`` takes)."""
+    if _ffi_call_hook is not None:
+        return _ffi_call_hook(target, result, list(operands), attrs)
+    call = jax.ffi.ffi_call(target, result, vmap_method="sequential")
+    return call(*operands, **attrs)
+
+
 def _dense_call(kernel: str, operands: list, m: int, n_pad: int, k_pad: int,
                 out_dtype, cfg: _config.GemmConfig, *, accumulate: bool,
                 sb_per_row: bool, num_sms: int | None, scales_tma: int = 0):
     _ext.ensure_registered()
     out_f32 = np.dtype(out_dtype) == np.float32
-    call = jax.ffi.ffi_call(
-        _ext.DENSE_TARGET,
-        jax.ShapeDtypeStruct((m, n_pad), out_dtype),
-        vmap_method="sequential",
-    )
-    return call(
-        *operands,
+    return _ffi_call(
+        _ext.DENSE_TARGET, jax.ShapeDtypeStruct((m, n_pad), out_dtype), operands,
         kernel=kernel, m=0, n=int(n_pad), k=int(k_pad),
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(out_f32), accumulate=int(accumulate),
@@ -163,10 +173,8 @@ def _masked_attr(zero_masked_rows):
 def _grouped_call(operands, out_shape, out_dtype, n_pad, k_pad, cfg, *, masked, num_sms,
                   kernel="m_grouped_fp8_gemm_nt", scales_tma=0):
     _ext.ensure_registered()
-    call = jax.ffi.ffi_call(_ext.GROUPED_TARGET, jax.ShapeDtypeStruct(out_shape, out_dtype),
-                            vmap_method="sequential")
-    return call(
-        *operands,
+    return _ffi_call(
+        _ext.GROUPED_TARGET, jax.ShapeDtypeStruct(out_shape, out_dtype), operands,
         kernel=kernel, m=0, n=int(n_pad), k=int(k_pad),
         block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
         band_n=int(cfg.band_n), out_f32=int(np.dtype(out_dtype) == np.float32), accumulate=0,
@@ -311,11 +319,10 @@ def _k_grouped_pack(x, sizes, rows, x_multiple=1):
     xp = -(-xcols // x_multiple) * x_multiple
     fp8 = x.dtype == jnp.float8_e4m3fn
     _ext.ensure_registered()
-    call = jax.ffi.ffi_call(_ext.K_GROUPED_PACK_TARGET,
-                            jax.ShapeDtypeStruct((xp, rows * layout.SCALE_BLOCK), x.dtype),
-                            vmap_method="sequential")
-    return call(x, sizes, **_gemm_attrs("k_grouped_pack_fp8" if fp8 else "k_grouped_pack_bf16",
-                                        xp, rows * layout.SCALE_BLOCK, 64, 16, 1, m=xcols))
+    return _ffi_call(_ext.K_GROUPED_PACK_TARGET,
+                     jax.ShapeDtypeStruct((xp, rows * layout.SCALE_BLOCK), x.dtype), [x, sizes],
+                     **_gemm_attrs("k_grouped_pack_fp8" if fp8 else "k_grouped_pack_bf16",
+                                   xp, rows * layout.SCALE_BLOCK, 64, 16, 1, m=xcols))
 
 
 def _k_grouped_config(m, n_pad, k_per_group, fp8, num_sms, add_c=False):
@@ -367,15 +374,13 @@ def _k_grouped(kernel, a, b, group_sizes, c, scales, *, num_sms):
     if c is not None:
         operands.append(_pad_axis(c.astype(jnp.float32), 2, n_align))
     _ext.ensure_registered()
-    call = jax.ffi.ffi_call(
-        _ext.K_GROUPED_TARGET, jax.ShapeDtypeStruct((groups, m, n_pad), jnp.float32),
-        vmap_method="sequential")
-    d = call(*operands, kernel=kernel, m=int(m), n=int(n_pad),
-             k=int(rows * layout.SCALE_BLOCK), block_m=int(cfg.block_m),
-             block_n=int(cfg.block_n), stages=int(cfg.stages), band_n=int(cfg.band_n),
-             out_f32=1, accumulate=int(c is not None), sb_per_row=int(fp8),
-             cluster=int(cfg.cluster), masked=0, scales_tma=0, num_sms=int(num_sms or 0),
-             smem_override=int(_smem_override))
+    d = _ffi_call(
+        _ext.K_GROUPED_TARGET, jax.ShapeDtypeStruct((groups, m, n_pad), jnp.float32), operands,
+        kernel=kernel, m=int(m), n=int(n_pad), k=int(rows * layout.SCALE_BLOCK),
+        block_m=int(cfg.block_m), block_n=int(cfg.block_n), stages=int(cfg.stages),
+        band_n=int(cfg.band_n), out_f32=1, accumulate=int(c is not None), sb_per_row=int(fp8),
+        cluster=int(cfg.cluster), masked=0, scales_tma=0, num_sms=int(num_sms or 0),
+        smem_override=int(_smem_override))
     return d if n_pad == n else d[:, :, :n]
 
 

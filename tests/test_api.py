@@ -594,3 +594,28 @@ def test_cuda_lowering_m_grouped_scale_layout(clean_backend, masked, rows, force
         sa = f"tensor<{g}x{rows // g}x5xf32>" if masked else f"tensor<{rows}x5xf32>"
         sb = f"tensor<{g}x2x5xf32>"
     assert f"{sa}, tensor<{g}x{n}x{k}xf8E4M3FN>, {sb}" in calls[0], calls[0]
+
+
+def test_ffi_call_hook_sees_each_launch_spec(clean_backend):
+    # tests/conftest.py's spec-recording mode (and so tools/prewarm_jit.py's
+    # spec list) stands on _kernels._ffi_call_hook: cross-lowering a call for
+    # CUDA hands it the launch's spec, which compile_kernel accepts as is.
+    from jaxgemm import _ext, _kernels
+
+    seen = []
+
+    def hook(target, result, operands, attrs):
+        seen.append((target, dict(attrs)))
+        return jnp.zeros(result.shape, result.dtype)
+
+    clean_backend.setattr(_kernels, "_ffi_call_hook", hook)
+    clean_backend.setattr(_backend, "cuda_device_info", lambda: ("9.0", "H100"))
+    rng = np.random.default_rng(11)
+    a = jg.per_token_cast_to_fp8(jnp.asarray(rng.standard_normal((200, 640)), jnp.float32))
+    b = jg.per_block_cast_to_fp8(jnp.asarray(rng.standard_normal((384, 640)), jnp.float32))
+    jax.export.export(jax.jit(jg.fp8_gemm_nt), platforms=("cuda",))(a, b)
+    assert [t for t, _ in seen] == [_ext.DENSE_TARGET]
+    spec = seen[0][1]
+    assert (spec["kernel"], spec["n"], spec["k"]) == ("fp8_gemm_nt", 384, 640)
+    if _ext.nvrtc_available():
+        assert _ext.native.compile_kernel(spec)["cubin_size"] > 0

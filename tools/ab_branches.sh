@@ -49,6 +49,9 @@ for pair in ${AB_BRANCHES:?set AB_BRANCHES to \"tag:branch ...\"}; do
     tests_var="AB_TESTS_K_$tag"
     tests_k=${!tests_var-$AB_TESTS_K}
     if [ -n "$tests_k" ]; then
+      # The tests' kernels compiled on all cores first (tools/prewarm_jit.py).
+      [ -f tests/data/gpu_test_specs.jsonl ] && timeout 240 python3 tools/prewarm_jit.py 2>&1 \
+        | grep -v "^\[jaxgemm" | tail -2
       timeout "${AB_TESTS_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -m gpu tests \
         -k "$tests_k" > "$OUT/gpu_tests_$tag.log" 2>&1
       echo "tests rc=$? $(tail -1 "$OUT/gpu_tests_$tag.log")"

@@ -25,6 +25,9 @@ for step in "$@"; do
     probe) JAXGEMM_JIT_DEBUG=1 timeout 200 python3 tools/cluster_probe.py 2>&1 | grep -E "TFLOPS|resident" | tee "$OUT/probe.log" ;;
     profile) JAXGEMM_TIMING_DEBUG=1 XLA_FLAGS="--xla_gpu_enable_command_buffer=" JAXGEMM_PRINT_CONFIGS=1 timeout 300 python3 tools/profile_grouped.py ${PROFILE_ARGS} 2>&1 | grep -v "^WARNING\|^W1127\|^I1127" | tee "$OUT/profile.log" | tail -40 ;;
     main) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout ${MAIN_TIMEOUT:-120} python3 -m jaxgemm ${MAIN_ARGS} 2>&1 | tee "$OUT/main.log" | grep -v "^WARNING\|^W1127\|^I1127" | tail -45 ;;
+    # Compile the GPU tests' kernels (tests/data/gpu_test_specs.jsonl) on all
+    # cores first: a cold test run otherwise compiles them one at a time.
+    prewarm) timeout 240 python3 tools/prewarm_jit.py 2>&1 | grep -v "^\[jaxgemm" | tail -6 ;;
     smoke) timeout 120 python3 tools/gpu_smoke.py 2>&1 | grep -v "^WARNING" | tee "$OUT/smoke.log" | tail -8 ;;
     tests-k) timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_grouped.py -k "k_grouped" 2>&1 | tee "$OUT/gpu_tests_k.log" | tail -15 ;;
     tests-sel) timeout ${TESTS_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider -m gpu tests -k "${TESTS_K}" 2>&1 | tee "$OUT/gpu_tests_sel.log" | tail -15 ;;
