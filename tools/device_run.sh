@@ -1,6 +1,7 @@
 #!/bin/bash
 # One device session: build, smoke, GPU tests, then the steps named in $@
-# (sweep, bench, bench-full, sanitize).  Logs go to $OUT.
+# (prewarm, tests, jit, sweep, bench, bench-grouped, ncu-src, sanitize, ...).
+# Logs go to $OUT.
 set -o pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -28,6 +29,7 @@ for step in "$@"; do
     # Compile the GPU tests' kernels (tests/data/gpu_test_specs.jsonl) on all
     # cores first: a cold test run otherwise compiles them one at a time.
     prewarm) timeout 240 python3 tools/prewarm_jit.py 2>&1 | grep -v "^\[jaxgemm" | tail -6 ;;
+    jit) timeout 120 python3 benchmarks/bench_jit.py 2>&1 | grep -v "^\[jaxgemm" | tee "$OUT/jit.log" | tail -3 ;;
     smoke) timeout 120 python3 tools/gpu_smoke.py 2>&1 | grep -v "^WARNING" | tee "$OUT/smoke.log" | tail -8 ;;
     tests-k) timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_grouped.py -k "k_grouped" 2>&1 | tee "$OUT/gpu_tests_k.log" | tail -15 ;;
     tests-sel) timeout ${TESTS_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider -m gpu tests -k "${TESTS_K}" 2>&1 | tee "$OUT/gpu_tests_sel.log" | tail -15 ;;
@@ -69,17 +71,21 @@ for step in "$@"; do
     bench-grouped) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout 480 python3 benchmarks/bench_grouped.py ${GROUPED_ARGS} 2>&1 | tee "$OUT/bench_grouped.log" | grep -v "^WARNING\|^  " | tail -50 ;;
     train) timeout 480 bash -c 'python3 examples/train_moe.py --dtype fp8 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_fp8.json && python3 examples/train_moe.py --dtype bf16 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_bf16.json && python3 examples/train_moe.py --steps 0 --plot $OUT/train_loss.png --compare $OUT/train_fp8.json $OUT/train_bf16.json' 2>&1 | tee "$OUT/train.log" | tail -15 ;;
     # Nsight Compute with per-SASS-instruction stall samples of one dense
-    # FP8 kernel per config (NCU_CFGS) on NCU_SHAPE.
+    # FP8 kernel per config (NCU_CFGS) and mode (NCU_MODES: bf16, the default,
+    # acc-row, acc-block; tools/ncu_dense.py) on NCU_SHAPE.
     ncu-src)
+      for mode in ${NCU_MODES:-bf16}; do
       for cfg in ${NCU_CFGS:-256x128x3c2}; do
+        tag=${cfg}_$mode
         timeout ${NCU_TIMEOUT:-240} /usr/local/cuda/bin/ncu --kernel-name regex:fp8_gemm_nt --launch-skip 2 --launch-count 1 \
           --section SpeedOfLight --section WarpStateStats --section SourceCounters --section ComputeWorkloadAnalysis \
-          --section MemoryWorkloadAnalysis -o "$OUT/ncu_$cfg" -f python3 tools/ncu_dense.py ${NCU_SHAPE:-4096x7168x16384} $cfg \
-          > "$OUT/ncu_$cfg.log" 2>&1
-        echo "ncu $cfg rc=$?"
-        /usr/local/cuda/bin/ncu -i "$OUT/ncu_$cfg.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu_src_$cfg.csv" 2>&1
-        /usr/local/cuda/bin/ncu -i "$OUT/ncu_$cfg.ncu-rep" --page details > "$OUT/ncu_details_$cfg.txt" 2>&1
-        grep -E "Duration|Compute \(SM\) Throughput|L1/TEX Cache|Issue Slots" "$OUT/ncu_details_$cfg.txt" | head -8
+          --section MemoryWorkloadAnalysis -o "$OUT/ncu_$tag" -f python3 tools/ncu_dense.py ${NCU_SHAPE:-4096x7168x16384} $cfg \
+          $mode > "$OUT/ncu_$tag.log" 2>&1
+        echo "ncu $tag rc=$?"
+        /usr/local/cuda/bin/ncu -i "$OUT/ncu_$tag.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu_src_$tag.csv" 2>&1
+        /usr/local/cuda/bin/ncu -i "$OUT/ncu_$tag.ncu-rep" --page details > "$OUT/ncu_details_$tag.txt" 2>&1
+        grep -E "Duration|Compute \(SM\) Throughput|L1/TEX Cache|Issue Slots" "$OUT/ncu_details_$tag.txt" | head -8
+      done
       done ;;
     sanitize)
       # Dense kernels (names end in gemm_nt_kernel; m-grouped ones contain
