@@ -121,15 +121,20 @@ def _block_n_candidates(fp8: bool, sb_per_row: bool, block_m: int) -> list[int]:
 TMA_SCALES_MIN_ROWS = 1024
 
 
+def _forced_tma_scales(allowed) -> int | None:
+    """The scale path ``JAXGEMM_TMA_SCALES`` forces, if it names one of
+    ``allowed`` (A/B runs and bisecting); else None."""
+    forced = os.environ.get("JAXGEMM_TMA_SCALES", "")
+    return int(forced) if forced in allowed else None
+
+
 def scales_by_tma(rows: int) -> int:
     """How an FP8 GEMM over ``rows`` rows of A loads its scales: 0 a cp.async
     warp, 1 TMA from the transposed A scales, 2 TMA row boxes of the
     row-major A scales (4 K blocks per row, no transpose; experimental, only
     by ``JAXGEMM_TMA_SCALES=2``)."""
-    forced = os.environ.get("JAXGEMM_TMA_SCALES", "")
-    if forced in ("0", "1", "2"):
-        return int(forced)
-    return int(rows >= TMA_SCALES_MIN_ROWS)
+    forced = _forced_tma_scales(("0", "1", "2"))
+    return int(rows >= TMA_SCALES_MIN_ROWS) if forced is None else forced
 
 
 #: FP8 m-grouped GEMMs with tiles of at least this many rows take their
@@ -147,9 +152,9 @@ def grouped_scales_by_tma(block_m: int) -> int:
     scales: 2 TMA row boxes (their tiles start at any row, which rules out
     mode 1's transposed layout) or 0 a cp.async warp.
     ``JAXGEMM_TMA_SCALES=0/2`` forces either (A/B runs)."""
-    forced = os.environ.get("JAXGEMM_TMA_SCALES", "")
-    if forced in ("0", "2"):
-        return int(forced)
+    forced = _forced_tma_scales(("0", "2"))
+    if forced is not None:
+        return forced
     return 2 if block_m >= GROUPED_TMA_SCALES_MIN_BLOCK_M else 0
 
 

@@ -14,7 +14,7 @@
 // group's B scale blocks (sb seen as [G * ceil(N/128), ...]).  kScaleMode 0:
 // a cp.async warp copies them.
 //
-// Same pipeline as fp8_gemm_nt.cuh (TMA producer, cp.async scale loader,
+// Same pipeline as fp8_gemm_nt.cuh (TMA producer, scales as above,
 // one or two math warpgroups with FP32 promotion every 128 of K, 2-CTA A
 // multicast); the differences: the tile order comes from GroupedScheduler
 // (segments from the device-side sizes, tiles starting at a group's first
