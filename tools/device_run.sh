@@ -33,7 +33,7 @@ for step in "$@"; do
     smoke) timeout 120 python3 tools/gpu_smoke.py 2>&1 | grep -v "^WARNING" | tee "$OUT/smoke.log" | tail -8 ;;
     tests-k) timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_grouped.py -k "k_grouped" 2>&1 | tee "$OUT/gpu_tests_k.log" | tail -15 ;;
     tests-sel) timeout ${TESTS_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider -m gpu tests -k "${TESTS_K}" 2>&1 | tee "$OUT/gpu_tests_sel.log" | tail -15 ;;
-    tests) timeout ${TESTS_TIMEOUT:-540} python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
+    tests) timeout ${TESTS_TIMEOUT:-540} python3 -m pytest -q -p no:cacheprovider --durations=15 -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     sweep) timeout 420 python3 benchmarks/sweep_dense.py --top ${SWEEP_TOP:-8} ${SWEEP_ARGS} 2>&1 | tee "$OUT/sweep.log" | grep -v "^WARNING" | tail -40 ;;
     bench) timeout 480 python3 benchmarks/bench_dense.py ${BENCH_ARGS} 2>&1 | tee "$OUT/bench${BENCH_TAG:+_$BENCH_TAG}.log" | grep -v "^WARNING\|^  " | tail -60 ;;
     # Source A/B without a rebuild: AB_SRCS="tag:dir ..." (kernels are
@@ -59,6 +59,9 @@ for step in "$@"; do
               for f in .devcarry/*_old.cuh; do b=$(basename "$f" _old.cuh); cp "$f" "src_cuda/$b.cuh"; echo "  old $b.cuh"; done ;;
     swap-new) cp /tmp/src_new/*.cuh src_cuda/ ;;
     racecheck)
+      # Each target's filter must instrument every cluster kernel its script
+      # launches: racecheck (2025.3.1) faults on cluster kernels it runs
+      # uninstrumented (benchmarks/results/logs/racecheck_cluster_bisect_*).
       # SAN_SRC: a kernel source folder to check instead of src_cuda/.
       [ -n "$SAN_SRC" ] && export JAXGEMM_SOURCE_DIR=$PWD/$SAN_SRC
       for target in ${SAN_TARGETS:-dense:gemm_nt_kernel grouped:grouped}; do
