@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from typing import NamedTuple
+
 from jaxgemm import _groups
 from jaxgemm.ops import dense as _dense
 from jaxgemm.ops import grouped as _grouped
@@ -27,6 +29,27 @@ from jaxgemm.quantize import (
     per_token_cast_to_fp8,
     per_token_cast_to_fp8_grouped,
 )
+from jaxgemm.training.recipe import Recipe
+
+
+class Static(NamedTuple):
+    """A differentiable op's non-differentiable arguments: the recipe and the
+    input dtypes its cotangents are cast back to."""
+    recipe: Recipe
+    x_dtype: np.dtype
+    w_dtype: np.dtype
+
+
+def check_recipe_and_inputs(fn: str, recipe, **inputs) -> None:
+    """The checks every differentiable op starts with: a Recipe, and
+    high-precision floating inputs (they are quantized here, not before)."""
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"{fn}: recipe must be a jaxgemm.Recipe; got "
+                        f"{type(recipe).__name__}")
+    for name, a in inputs.items():
+        if not jnp.issubdtype(a.dtype, jnp.floating) or a.dtype == jnp.float8_e4m3fn:
+            raise TypeError(f"{fn}: {name} has dtype {a.dtype}; expected a floating "
+                            "dtype (bfloat16, float16, float32)")
 
 _HI = jax.lax.Precision.HIGHEST
 _BF16 = np.dtype(jnp.bfloat16)

@@ -20,8 +20,6 @@ quantized ``kernel^T`` of the forward (not re-quantized by dgrad).
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,21 +31,9 @@ from jaxgemm.training.recipe import Recipe
 __all__ = ["fp8_linear"]
 
 
-class _Static(NamedTuple):
-    recipe: Recipe
-    x_dtype: np.dtype
-    w_dtype: np.dtype
-
-
 def _check(x, kernel, recipe):
     fn = "fp8_linear"
-    if not isinstance(recipe, Recipe):
-        raise TypeError(f"{fn}: recipe must be a jaxgemm.Recipe; got "
-                        f"{type(recipe).__name__}")
-    for name, a in (("x", x), ("kernel", kernel)):
-        if not jnp.issubdtype(a.dtype, jnp.floating) or a.dtype == jnp.float8_e4m3fn:
-            raise TypeError(f"{fn}: {name} has dtype {a.dtype}; expected a floating "
-                            "dtype (bfloat16, float16, float32)")
+    _gemm.check_recipe_and_inputs(fn, recipe, x=x, kernel=kernel)
     if kernel.ndim != 2:
         raise ValueError(f"{fn}: kernel has shape {tuple(kernel.shape)}; expected "
                          "rank 2 [K, N]")
@@ -92,7 +78,7 @@ def fp8_linear(x, kernel, *, recipe: Recipe = Recipe()):
     _check(x, kernel, recipe)
     k, n = kernel.shape
     lead = x.shape[:-1]
-    st = _Static(recipe, np.dtype(x.dtype), np.dtype(kernel.dtype))
+    st = _gemm.Static(recipe, np.dtype(x.dtype), np.dtype(kernel.dtype))
     y = _linear(st, x.reshape(-1, k), kernel)
     return y.reshape(*lead, n)
 

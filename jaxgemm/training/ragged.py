@@ -19,8 +19,6 @@ wgrad       ``k_grouped_fp8_gemm_tn_contiguous``     ``x``, ``dy`` group-aligned
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,21 +30,9 @@ from jaxgemm.training.recipe import Recipe
 __all__ = ["fp8_ragged_dot"]
 
 
-class _Static(NamedTuple):
-    recipe: Recipe
-    x_dtype: np.dtype
-    w_dtype: np.dtype
-
-
 def _check(x, w, group_sizes, recipe):
     fn = "fp8_ragged_dot"
-    if not isinstance(recipe, Recipe):
-        raise TypeError(f"{fn}: recipe must be a jaxgemm.Recipe; got "
-                        f"{type(recipe).__name__}")
-    for name, a in (("x", x), ("w", w)):
-        if not jnp.issubdtype(a.dtype, jnp.floating) or a.dtype == jnp.float8_e4m3fn:
-            raise TypeError(f"{fn}: {name} has dtype {a.dtype}; expected a floating "
-                            "dtype (bfloat16, float16, float32)")
+    _gemm.check_recipe_and_inputs(fn, recipe, x=x, w=w)
     if not jnp.issubdtype(group_sizes.dtype, jnp.integer):
         raise TypeError(f"{fn}: group_sizes has dtype {group_sizes.dtype}; expected "
                         "an integer dtype (int32)")
@@ -100,7 +86,7 @@ def fp8_ragged_dot(x, w, group_sizes, *, recipe: Recipe = Recipe()):
     w = jnp.asarray(w)
     group_sizes = jnp.asarray(group_sizes)
     _check(x, w, group_sizes, recipe)
-    st = _Static(recipe, np.dtype(x.dtype), np.dtype(w.dtype))
+    st = _gemm.Static(recipe, np.dtype(x.dtype), np.dtype(w.dtype))
     return _ragged(st, x, w, group_sizes.astype(jnp.int32))
 
 
