@@ -15,11 +15,11 @@ are plain differentiable ``jax.numpy``, which is what makes
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from typing import NamedTuple
 
 from jaxgemm import _groups
 from jaxgemm.ops import dense as _dense

@@ -20,6 +20,7 @@ quantized ``kernel^T`` of the forward (not re-quantized by dgrad).
 from __future__ import annotations
 
 import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -19,6 +19,7 @@ wgrad       ``k_grouped_fp8_gemm_tn_contiguous``     ``x``, ``dy`` group-aligned
 from __future__ import annotations
 
 import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
