@@ -36,6 +36,30 @@ _HBM_BYTES = 3.0e12
 # FP8 promotion with its own wgmma; two can; 256-row tiles halve B traffic.
 _FP8_EFFICIENCY = {64: 0.55, 128: 0.75, 256: 0.8}
 _BF16_EFFICIENCY = {64: 0.7, 128: 0.85, 256: 0.9}
+# FP8 with per-row B scales (the FP32-accumulate weight-gradient form): the
+# promotion's per-element multiplies, not the shared-memory ceiling, set
+# the main loop's pace, and each tile has a large fixed cost: its FP32
+# epilogue (C read, D written: 8 bytes an element, ~16 B/clock per SM when
+# every SM does it at once; a 256-row tile stages C one 64-row wave at a
+# time, 25% more).  Fitted to the H100 sweep of 2026-11-28 at 95a17a3
+# (results/ab/perrow_onewave_20261128: 128x112 c2, 128x128 c1, 128x192 c1,
+# 256x128 c2 at K = 2048, 7168, 16384; per-wave time linear in K within 3%):
+# 15.8-17.7 output elements per clock per stage, 0.48-0.61 clocks per
+# output element fixed.  Ties go to tiles without a cluster: 128x128 c2 ran
+# 3-4% behind c1 in two sweeps (and 128x192 likewise on the k-grouped tiles).
+_FP8_PER_ROW_ELEMS_PER_CLK = {64: 12.6, 128: 17.2, 256: 17.7}
+# Block N not a multiple of 64 (112, 144, 160) ran 5-15% below that rate in
+# the same sweep; and no tile beats the shared-memory ceiling's pace (tiles
+# run at ~0.72 of it, see _smem_ceiling), which is what binds narrow tiles.
+_FP8_PER_ROW_ODD_N = 0.9
+# 64-row tiles (one math warpgroup, not swept with per-row scales): the
+# per-block model's 64- to 128-row efficiency ratio (0.55 / 0.75).  The
+# model holds from this many rows, the range the sweep covered (2112-7168);
+# below it the per-block model stands.
+_FP8_CEILING_PACE = 0.72
+_PER_ROW_MODEL_MIN_M = 1024
+_FP8_PER_ROW_EPILOGUE_BYTES_PER_CLK = 16.3
+_FP8_PER_ROW_WAVE_STAGING = {64: 1.0, 128: 1.0, 256: 1.25}
 # FP8: 64 < M <= 128 split into two 64-row blocks (one math warpgroup each, B
 # streamed twice) ran 8-15% behind one 128-row block where both fill the
 # SMs in one wave: 128x7168x16384 644-656 TFLOPS with 128x64 (sweeps of
@@ -167,6 +191,69 @@ def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                                  num_sms=num_sms, max_block_m=max_block_m, add_c=add_c)[0]
 
 
+def _tile_time(m: int, n: int, k: int, bm: int, bn: int, cluster: int, *, fp8: bool,
+               out_bytes: int, sb_per_row: bool, add_c: bool, sms: int) -> tuple[float, tuple]:
+    """The model's time (seconds) for one candidate tile, and its ranking key
+    (smaller is better; ties broken as the comments below say)."""
+    in_bytes = 1 if fp8 else 2
+    flop_clk = _FP8_FLOP_PER_CLK if fp8 else _BF16_FLOP_PER_CLK
+    eff = _FP8_EFFICIENCY if fp8 else _BF16_EFFICIENCY
+    c_bytes = 4 if add_c else 0
+    hbm_s = ((m * k + n * k) * in_bytes + m * n * (out_bytes + c_bytes)) / _HBM_BYTES
+    usable = sms // cluster * cluster
+    n_blocks = math.ceil(n / bn)
+    units = math.ceil(m / bm) * math.ceil(n_blocks / cluster)
+    waves = math.ceil(units * cluster / usable)
+    k_stages = math.ceil(k / (128 // in_bytes))
+    per_row = fp8 and sb_per_row and m >= _PER_ROW_MODEL_MIN_M
+    if per_row:
+        rate = min(_FP8_PER_ROW_ELEMS_PER_CLK[bm] * (_FP8_PER_ROW_ODD_N if bn % 64 else 1.0),
+                   32 * _FP8_CEILING_PACE * _smem_ceiling(bm, bn))
+        compute = (k_stages * bm * bn / rate
+                   + bm * bn * (out_bytes + c_bytes) * _FP8_PER_ROW_WAVE_STAGING[bm]
+                   / _FP8_PER_ROW_EPILOGUE_BYTES_PER_CLK)
+    else:
+        # FP8 tiles that straddle two B scale blocks pay a select per
+        # promoted element (measured ~15% slower at equal waves).
+        straddle = 1.15 if fp8 and not sb_per_row and 128 % bn and bn % 128 else 1.0
+        compute = k_stages * (2 * bm * bn * (128 // in_bytes) /
+                              (flop_clk * _tile_efficiency(eff, bm, bn, fp8))
+                              * straddle + _STAGE_OVERHEAD_CLK)
+    l2 = (k * (bm / cluster + bn) * in_bytes + bm * bn * (out_bytes + c_bytes)) / \
+        (_L2_BYTES_PER_CLK_PER_SM_WIDE if fp8 and bm >= 128 and bn >= 128 else
+         _L2_BYTES_PER_CLK_PER_SM)
+    # A cluster tile past the N edge still costs its CTAs' time.
+    t = max(waves * max(compute, l2) / _CLOCK, hbm_s)
+    if fp8 and bm == 64 and 64 < m <= 128:
+        t *= _SPLIT_M_PENALTY
+    if fp8 and cluster > 1 and bn > 128:
+        t *= _WIDE_CLUSTER_PENALTY
+    # Ties: bigger tiles, then taller ones (fewer M blocks read B fewer
+    # times: 128x64 beat 64x128 by 11-13% at M = 128 in the 2026-11-27
+    # sweep), then multicast (it also eases L2 beyond what the model counts:
+    # the sweep's large-M winners all used it), except per-row 128-row tiles,
+    # which ran faster alone (see _FP8_PER_ROW_ELEMS_PER_CLK).
+    # Memory-bound ties (t at the HBM floor): the grid that keeps the most
+    # SMs streaming wins.  Measured on the H100 (sweep of 2026-11-28,
+    # M <= 128): 64x64 over 64x80 at N = 7168 (112 vs 90 CTAs, +12-14%),
+    # 64x128 over 64x192 at N = 32768 (256 vs 171 tiles on 2 waves of 132,
+    # +19%), 128x128 over 128x192 likewise (+22%).  Bigger tiles break the
+    # remaining ties.  (FP8 only: BF16 at M <= 128 has not been swept.)
+    fill = -round(units * cluster / (waves * usable), 2) if fp8 and t <= hbm_s else 0.0
+    key = (round(t * 1e7), fill, -bm * bn, -bm, cluster if per_row and bm == 128 else -cluster)
+    return t, key
+
+
+def config_time(m: int, n: int, k: int, cfg: GemmConfig, *, fp8: bool, out_bytes: int,
+                sb_per_row: bool = False, add_c: bool = False,
+                num_sms: int | None = None) -> float:
+    """The model's time estimate (seconds) for a given tile config (sweeps
+    and tests compare it with measurements)."""
+    return _tile_time(m, n, k, cfg.block_m, cfg.block_n, cfg.cluster, fp8=fp8,
+                      out_bytes=out_bytes, sb_per_row=sb_per_row, add_c=add_c,
+                      sms=num_sms or H100_SMS)[0]
+
+
 def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                           sb_per_row: bool = False, num_sms: int | None = None,
                           max_block_m: int = 256,
@@ -174,10 +261,6 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
     """:func:`dense_config` and the model's time estimate (seconds)."""
     sms = num_sms or H100_SMS
     in_bytes = 1 if fp8 else 2
-    flop_clk = _FP8_FLOP_PER_CLK if fp8 else _BF16_FLOP_PER_CLK
-    eff = _FP8_EFFICIENCY if fp8 else _BF16_EFFICIENCY
-    c_bytes = 4 if add_c else 0
-    hbm_s = ((m * k + n * k) * in_bytes + m * n * (out_bytes + c_bytes)) / _HBM_BYTES
     best = None
     for bm in (64, 128, 256):
         if bm > max_block_m or (bm > 64 and m <= bm // 2):
@@ -187,44 +270,12 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                 continue
             if cluster > 1 and m < _MIN_M_FOR_CLUSTER:
                 continue
-            usable = sms // cluster * cluster
             for bn in _block_n_candidates(fp8, sb_per_row, bm):
                 stages = _max_stages(bm, bn, in_bytes, out_bytes, sb_per_row, add_c)
                 if stages < 3:
                     continue
-                n_blocks = math.ceil(n / bn)
-                units = math.ceil(m / bm) * math.ceil(n_blocks / cluster)
-                waves = math.ceil(units * cluster / usable)
-                k_stages = math.ceil(k / (128 // in_bytes))
-                # FP8 tiles that straddle two B scale blocks pay a select per
-                # promoted element (measured ~15% slower at equal waves).
-                straddle = 1.15 if fp8 and not sb_per_row and 128 % bn and bn % 128 else 1.0
-                compute = k_stages * (2 * bm * bn * (128 // in_bytes) /
-                                      (flop_clk * _tile_efficiency(eff, bm, bn, fp8))
-                                      * straddle + _STAGE_OVERHEAD_CLK)
-                l2 = (k * (bm / cluster + bn) * in_bytes + bm * bn * (out_bytes + c_bytes)) / \
-                    (_L2_BYTES_PER_CLK_PER_SM_WIDE if fp8 and bm >= 128 and bn >= 128 else
-                     _L2_BYTES_PER_CLK_PER_SM)
-                # A cluster tile past the N edge still costs its CTAs' time.
-                t = max(waves * max(compute, l2) / _CLOCK, hbm_s)
-                if fp8 and bm == 64 and 64 < m <= 128:
-                    t *= _SPLIT_M_PENALTY
-                if fp8 and cluster > 1 and bn > 128:
-                    t *= _WIDE_CLUSTER_PENALTY
-                # Ties: bigger tiles, then taller ones (fewer M blocks read B
-                # fewer times: 128x64 beat 64x128 by 11-13% at M = 128 in the
-                # 2026-11-27 sweep), then multicast (it also eases L2 beyond
-                # what the model counts: the sweep's large-M winners all used it).
-                # Memory-bound ties (t at the HBM floor): the grid that keeps
-                # the most SMs streaming wins.  Measured on the H100 (sweep of
-                # 2026-11-28, M <= 128): 64x64 over 64x80 at N = 7168 (112 vs
-                # 90 CTAs, +12-14%), 64x128 over 64x192 at N = 32768 (256 vs
-                # 171 tiles on 2 waves of 132, +19%), 128x128 over 128x192
-                # likewise (+22%).  Bigger tiles break the remaining ties.
-                # (FP8 only: BF16 at M <= 128 has not been swept.)
-                fill = (-round(units * cluster / (waves * usable), 2)
-                        if fp8 and t <= hbm_s else 0.0)
-                key = (round(t * 1e7), fill, -bm * bn, -bm, -cluster)
+                t, key = _tile_time(m, n, k, bm, bn, cluster, fp8=fp8, out_bytes=out_bytes,
+                                    sb_per_row=sb_per_row, add_c=add_c, sms=sms)
                 if best is None or key < best[0]:
                     best = (key, GemmConfig(bm, bn, stages, cluster), t)
     assert best is not None
