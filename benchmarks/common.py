@@ -38,6 +38,30 @@ def commit() -> str:
         return "unknown"
 
 
+# What decides the code that ran: kernels, FFI handlers, the Python package.
+DIGEST_TREES = ("src_cuda", "ffi", "jaxgemm")
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def source_digest(root: Path = _ROOT, kernel_dir: Path | None = None) -> str:
+    """SHA-256 (16 hex digits) over the files of DIGEST_TREES under `root`,
+    with `kernel_dir` (an A/B source folder) standing in for src_cuda.  The
+    commit recorded with a result can be wrong where a copied working tree
+    carries a stale .git; this digest cannot: `tools/source_digest.py REV`
+    computes it for any commit."""
+    import hashlib
+    h = hashlib.sha256()
+    for tree in DIGEST_TREES:
+        base = kernel_dir if (tree == "src_cuda" and kernel_dir) else root / tree
+        files = sorted(p for p in Path(base).rglob("*") if p.is_file()
+                       and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".so"))
+        for f in files:
+            h.update(f"{tree}/{f.relative_to(base).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
 def gpu_facts() -> dict:
     dev = jax.devices()[0]
     facts = {"gpu": getattr(dev, "device_kind", str(dev)), "platform": dev.platform}
@@ -58,6 +82,8 @@ def write_results(name: str, records: list[dict], extra: dict | None = None) -> 
     doc = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit(),
+        "source_digest": source_digest(kernel_dir=Path(os.environ["JAXGEMM_SOURCE_DIR"])
+                                       if os.environ.get("JAXGEMM_SOURCE_DIR") else None),
         "gpu": facts.get("gpu"),
         "jax": jax.__version__,
         "device_facts": facts,
