@@ -36,30 +36,31 @@ _HBM_BYTES = 3.0e12
 # FP8 promotion with its own wgmma; two can; 256-row tiles halve B traffic.
 _FP8_EFFICIENCY = {64: 0.55, 128: 0.75, 256: 0.8}
 _BF16_EFFICIENCY = {64: 0.7, 128: 0.85, 256: 0.9}
-# FP8 with per-row B scales (the FP32-accumulate weight-gradient form): the
-# promotion's per-element multiplies, not the shared-memory ceiling, set
-# the main loop's pace, and each tile has a large fixed cost: its FP32
-# epilogue (C read, D written: 8 bytes an element, ~16 B/clock per SM when
-# every SM does it at once; a 256-row tile stages C one 64-row wave at a
-# time, 25% more).  Fitted to the H100 sweep of 2026-11-28 at 95a17a3
-# (results/ab/perrow_onewave_20261128: 128x112 c2, 128x128 c1, 128x192 c1,
-# 256x128 c2 at K = 2048, 7168, 16384; per-wave time linear in K within 3%):
-# 15.8-17.7 output elements per clock per stage, 0.48-0.61 clocks per
-# output element fixed.  Ties go to tiles without a cluster: 128x128 c2 ran
-# 3-4% behind c1 in two sweeps (and 128x192 likewise on the k-grouped tiles).
-_FP8_PER_ROW_ELEMS_PER_CLK = {64: 12.6, 128: 17.2, 256: 17.7}
-# Block N not a multiple of 64 (112, 144, 160) ran 5-15% below that rate in
-# the same sweep; and no tile beats the shared-memory ceiling's pace (tiles
-# run at ~0.72 of it, see _smem_ceiling), which is what binds narrow tiles.
-_FP8_PER_ROW_ODD_N = 0.9
-# 64-row tiles (one math warpgroup, not swept with per-row scales): the
-# per-block model's 64- to 128-row efficiency ratio (0.55 / 0.75).  The
-# model holds from this many rows, the range the sweep covered (2112-7168);
-# below it the per-block model stands.
-_FP8_CEILING_PACE = 0.72
+# FP8 with per-row B scales (the FP32-accumulate weight-gradient form), from
+# _PER_ROW_MODEL_MIN_M rows (the range the sweep covered was 2112-7168;
+# below it the per-block model stands): the promotion's per-element
+# multiplies, not the shared-memory ceiling, set the main loop's pace, and
+# each tile has a large fixed cost, its FP32 epilogue (C read, D written: 8
+# bytes an element, ~16 B/clock per SM when every SM does it at once; a
+# 256-row tile stages C one 64-row wave at a time, 25% more).  Fitted to the
+# H100 sweep of 2026-11-28 at 95a17a3 (results/ab/perrow_onewave_20261128:
+# 128x112 c2, 128x128 c1, 128x192 c1, 256x128 c2 at K = 2048, 7168, 16384;
+# per-wave time linear in K within 3%): 15.8-17.7 output elements per clock
+# per stage, 0.48-0.61 clocks per output element fixed.  64-row tiles (one
+# math warpgroup, not swept with per-row scales) take the per-block model's
+# 64- to 128-row efficiency ratio (0.55 / 0.75).  Ties go to 128-row tiles
+# without a cluster: 128x128 c2 ran 3-4% behind c1 in two sweeps (and
+# 128x192 likewise on the k-grouped tiles).
 _PER_ROW_MODEL_MIN_M = 1024
+_FP8_PER_ROW_ELEMS_PER_CLK = {64: 12.6, 128: 17.2, 256: 17.7}
 _FP8_PER_ROW_EPILOGUE_BYTES_PER_CLK = 16.3
 _FP8_PER_ROW_WAVE_STAGING = {64: 1.0, 128: 1.0, 256: 1.25}
+# Block N not a multiple of 64 (112, 144, 160) ran 5-15% below that rate in
+# the same sweep.
+_FP8_PER_ROW_ODD_N = 0.9
+# No tile beats the shared-memory ceiling's pace: tiles run at ~0.72 of it
+# (see _smem_ceiling), which is what binds narrow per-row tiles.
+_FP8_CEILING_PACE = 0.72
 # FP8: 64 < M <= 128 split into two 64-row blocks (one math warpgroup each, B
 # streamed twice) ran 8-15% behind one 128-row block where both fill the
 # SMs in one wave: 128x7168x16384 644-656 TFLOPS with 128x64 (sweeps of

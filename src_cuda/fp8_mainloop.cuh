@@ -105,61 +105,57 @@ struct Fp8TileMath {
     wgmma_commit();
   }
 
-  // fin += acc * sa[row] * sb.  Per-block B scales: columns before `boundary`
-  // use b0, the rest b1 (a tile straddling two 128-column blocks).
+  // Per-row B scales: the column scales of a stage, loaded into registers
+  // before the wgmma when kPreloadCols, else read by the promotion itself.
   struct ColScales {
     float2 v[kPreloadCols ? BLOCK_N / 8 : 1];
   };
+  __device__ __forceinline__ static float2 col_pair(const float* sbs, u32 j, u32 q) {
+    return *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
+  }
   __device__ __forceinline__ ColScales load_cols(const float* sbs) const {
     ColScales c;
     if constexpr (kPreloadCols) {
 #pragma unroll
-      for (u32 j = 0; j < BLOCK_N / 8; ++j)
-        c.v[j] = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
+      for (u32 j = 0; j < BLOCK_N / 8; ++j) c.v[j] = col_pair(sbs, j, q);
     }
     return c;
   }
-  __device__ __forceinline__ void promote_cols(float* fin, const float* acc, const Scales& sc,
-                                               const ColScales& cs) const {
-#pragma unroll
-    for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-      const float2 bs = cs.v[kPreloadCols ? j : 0];
+  // fin += acc * sa[row] * sb[col] for column pair j.  One wave per
+  // warpgroup: (acc * row scale) first, then one FMA with the column scale;
+  // the multiplies need only registers, so they issue while the column-scale
+  // loads are in flight (as acc * (sa * sb) they waited on each load:
+  // short-scoreboard stalls in Nsight Compute, session 9).  +4-8% on 128-row
+  // tiles, but -1-3% on 256-row tiles (two waves, whose other wave's wgmma
+  // already hides the loads): those keep acc * (sa * sb) (H100 A/B,
+  // 2026-11-28).
+  __device__ __forceinline__ static void promote_pair(float* fin, const float* acc,
+                                                      const Scales& sc, u32 j, float2 bs) {
+    if constexpr (kWaves == 1) {
       fin[4 * j + 0] += (acc[4 * j + 0] * sc.a0) * bs.x;
       fin[4 * j + 1] += (acc[4 * j + 1] * sc.a0) * bs.y;
       fin[4 * j + 2] += (acc[4 * j + 2] * sc.a1) * bs.x;
       fin[4 * j + 3] += (acc[4 * j + 3] * sc.a1) * bs.y;
+    } else {
+      fin[4 * j + 0] += acc[4 * j + 0] * (sc.a0 * bs.x);
+      fin[4 * j + 1] += acc[4 * j + 1] * (sc.a0 * bs.y);
+      fin[4 * j + 2] += acc[4 * j + 2] * (sc.a1 * bs.x);
+      fin[4 * j + 3] += acc[4 * j + 3] * (sc.a1 * bs.y);
     }
   }
+  __device__ __forceinline__ void promote_cols(float* fin, const float* acc, const Scales& sc,
+                                               const ColScales& cs) const {
+#pragma unroll
+    for (u32 j = 0; j < BLOCK_N / 8; ++j) promote_pair(fin, acc, sc, j, cs.v[kPreloadCols ? j : 0]);
+  }
 
+  // fin += acc * sa[row] * sb.  Per-block B scales: columns before `boundary`
+  // use b0, the rest b1 (a tile straddling two 128-column blocks).
   __device__ __forceinline__ void promote(float* fin, const float* acc, const Scales& sc,
                                           const float* sbs, u32 boundary) const {
     if constexpr (kSbPerRow) {
-      // One wave per warpgroup: (acc * row scale) first, then one FMA with
-      // the column scale; the multiplies need only registers, so they issue
-      // while the column-scale loads are in flight (as acc * (sa * sb) they
-      // waited on each load: short-scoreboard stalls in Nsight Compute,
-      // session 9).  +4-8% on 128-row tiles, but -1-3% on 256-row tiles
-      // (two waves, whose other wave's wgmma already hides the loads): those
-      // keep acc * (sa * sb) (H100 A/B, 2026-11-28).
-      if constexpr (kWaves == 1) {
 #pragma unroll
-        for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-          const float2 bs = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
-          fin[4 * j + 0] += (acc[4 * j + 0] * sc.a0) * bs.x;
-          fin[4 * j + 1] += (acc[4 * j + 1] * sc.a0) * bs.y;
-          fin[4 * j + 2] += (acc[4 * j + 2] * sc.a1) * bs.x;
-          fin[4 * j + 3] += (acc[4 * j + 3] * sc.a1) * bs.y;
-        }
-      } else {
-#pragma unroll
-        for (u32 j = 0; j < BLOCK_N / 8; ++j) {
-          const float2 bs = *reinterpret_cast<const float2*>(sbs + 8 * j + 2 * q);
-          fin[4 * j + 0] += acc[4 * j + 0] * (sc.a0 * bs.x);
-          fin[4 * j + 1] += acc[4 * j + 1] * (sc.a0 * bs.y);
-          fin[4 * j + 2] += acc[4 * j + 2] * (sc.a1 * bs.x);
-          fin[4 * j + 3] += acc[4 * j + 3] * (sc.a1 * bs.y);
-        }
-      }
+      for (u32 j = 0; j < BLOCK_N / 8; ++j) promote_pair(fin, acc, sc, j, col_pair(sbs, j, q));
     } else {
       const float s00 = sc.a0 * sc.b0, s01 = sc.a0 * sc.b1;
       const float s10 = sc.a1 * sc.b0, s11 = sc.a1 * sc.b1;
