@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
         u32 mb, nb;
         sched.tile(t, rank, mb, nb);
-        for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
+        for (u32 kb = 0, kb_end = k_loop_count<kNumKBlocks>(); kb < kb_end; ++kb) {
           mbar_wait(&ring.empty[stage], phase ^ 1);
           u64* bar = &ring.full[stage];
           load_a_stage<BLOCK_M, kCluster>(sm.a + stage * kPlan.a_stage, &tm_a, bar,
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
         sched.tile(t, rank, mb, nb);
         const TileBScales bs =
             tile_b_scales<BLOCK_N>(nb * BLOCK_N, SHAPE_N, kNumNScaleBlocks, !kSbPerRow);
-        for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
+        for (u32 kb = 0, kb_end = k_loop_count<kNumKBlocks>(); kb < kb_end; ++kb) {
           mbar_wait(&ring.empty[stage], phase ^ 1);
           load_stage_scales<BLOCK_M, kNumKBlocks>(
               reinterpret_cast<float*>(sm.sf + stage * kPlan.sf_stage), &ring.full[stage], sa,

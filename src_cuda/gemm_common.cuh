@@ -39,6 +39,20 @@ struct DenseScheduler {
   }
 };
 
+// The trip count of the FP8 producer's K loops.  With 12-16 K blocks (K =
+// 1536-2048) NVRTC 13.0 unrolled them completely and the 40-register
+// producer spilled (224 bytes at 4096 x 24576 x 1536 on 256x128 tiles, 136
+// at 128x64 tiles with K = 2048; NVRTC 13.5: 16 bytes at the first);
+// hidden from the compiler, the loop keeps the shape it has at larger K.
+// Outside that range the count stays a compile-time constant: hidden at
+// 4 K blocks it made NVRTC 13.5 spill instead (tools/spill_scan.py checks
+// every benchmarked kernel).
+template <u32 kNumKBlocks>
+__device__ __forceinline__ u32 k_loop_count() {
+  if constexpr (kNumKBlocks >= 8 && kNumKBlocks <= 16) return opaque(kNumKBlocks);
+  return kNumKBlocks;
+}
+
 // A GEMM kernel's dynamic shared memory, carved as its plan says (the base
 // aligned to 1024 bytes for the 128-byte swizzle): the output staging, then
 // per region all stages of A, of B, of per-row B scales, of the scale

@@ -37,8 +37,12 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(kCluster == 1 || kCluster == 2, "cluster of 1 or 2 CTAs");
   constexpr u32 kLdBytes = SHAPE_N * (kOutF32 ? 4 : 2);
-  constexpr u32 kProducerRegs = kMathWG == 1 ? 56 : 40;
-  static_assert(jaxgemm_plan::reg_split_fits(BLOCK_M, kProducerRegs),
+  // The producer keeps the group cursor: at 40 registers it spilled with
+  // 4 stages (every benchmarked 256x128 and 128x256 config); the BF16 math
+  // warpgroups (accumulators only, 128 at most) give up 8 of their 232.
+  constexpr u32 kProducerRegs = 56;
+  constexpr u32 kMathRegs = kMathWG == 1 ? jaxgemm_plan::math_regs(BLOCK_M) : 224;
+  static_assert(jaxgemm_plan::reg_split_fits(BLOCK_M, kProducerRegs, kMathRegs),
                 "setmaxnreg split exceeds the launch register pool (the alloc would hang)");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -75,7 +79,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       }
     }
   } else {
-    warpgroup_reg_alloc<jaxgemm_plan::math_regs(BLOCK_M)>();
+    warpgroup_reg_alloc<kMathRegs>();
     const u32 wg_thread = tid % 128, lane = tid % 32;
     u32 stage = 0, phase = 0;
     for (u32 t = sched.first_unit(); sched.find(t); t += sched.unit_stride()) {

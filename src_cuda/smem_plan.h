@@ -42,10 +42,14 @@ JAXGEMM_HD constexpr unsigned gemm_threads(unsigned block_m) { return 128 * (mat
 // increase the pool cannot cover waits forever (a hang, not an error): every
 // kernel static_asserts its split with reg_split_fits.
 JAXGEMM_HD constexpr unsigned math_regs(unsigned block_m) { return math_warpgroups(block_m) == 1 ? 248 : 232; }
-JAXGEMM_HD constexpr bool reg_split_fits(unsigned block_m, unsigned producer_regs) {
+// A kernel whose math warpgroups need less than math_regs (BF16: no
+// promotion) may pass its own figure and give the producer more.
+JAXGEMM_HD constexpr bool reg_split_fits(unsigned block_m, unsigned producer_regs,
+                                         unsigned math = 0) {
   const unsigned threads = gemm_threads(block_m);
   const unsigned cap = 65536 / threads < 255 ? 65536 / threads : 255;
-  return 128 * (producer_regs + math_warpgroups(block_m) * math_regs(block_m)) <= threads * (cap / 8 * 8);
+  const unsigned mr = math ? math : math_regs(block_m);
+  return 128 * (producer_regs + math_warpgroups(block_m) * mr) <= threads * (cap / 8 * 8);
 }
 
 // The output tile is staged in shared memory as column slabs that one TMA
