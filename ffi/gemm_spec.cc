@@ -48,11 +48,14 @@ unsigned GemmSpec::smem_bytes() const {
 
 bool GemmSpec::validate(std::string* error) const {
   std::ostringstream e;
-  if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt" && kernel != "m_grouped_fp8_gemm_nt" &&
+  if (kernel != "fp8_gemm_nt" && kernel != "bf16_gemm_nt" && kernel != "bf16_gemm_nt_pingpong" &&
+      kernel != "m_grouped_fp8_gemm_nt" &&
       kernel != "m_grouped_bf16_gemm_nt" && kernel != "k_grouped_fp8_gemm" &&
       kernel != "k_grouped_bf16_gemm" && kernel != "k_grouped_pack_fp8" &&
       kernel != "k_grouped_pack_bf16")
     e << "unknown kernel '" << kernel << "'";
+  else if (kernel == "bf16_gemm_nt_pingpong" && (block_m != 128 || block_n > 128 || cluster > 2))
+    e << "the ping-pong BF16 kernel takes 128-row tiles of at most 128 columns, cluster 1 or 2";
   else if (is_pack() && (m <= 0 || n < m || k <= 0 || k % 128))
     e << "k-grouped pack needs 0 < m <= n and k a positive multiple of 128";
   else if (is_pack())

@@ -107,9 +107,14 @@ class GemmConfig:
     stages: int
     cluster: int = 1
     band_n: int = 16
+    # BF16 dense only: the ping-pong kernel (bf16_gemm_nt_pingpong.cuh; the
+    # two math warpgroups on alternate 128-row tiles).  Off unless forced:
+    # not yet measured against the cooperative kernel.
+    pingpong: bool = False
 
     def describe(self) -> str:
-        return f"{self.block_m}x{self.block_n}x{self.stages}st c{self.cluster}"
+        return (f"{self.block_m}x{self.block_n}x{self.stages}st c{self.cluster}"
+                + (" pingpong" if self.pingpong else ""))
 
 
 def _max_stages(block_m: int, block_n: int, in_bytes: int, out_bytes: int,

@@ -160,7 +160,15 @@ def bf16_gemm_nt(a, b, c=None, *, out_dtype, num_sms=None):
     cfg = _forced_config or _config.dense_config(
         m, n_pad, k_pad, fp8=False, out_bytes=out_dtype.itemsize, num_sms=num_sms,
         add_c=c is not None)
-    d = _dense_call("bf16_gemm_nt", operands, m, n_pad, k_pad, out_dtype, cfg,
+    if (_forced_config is None and cfg.block_m > 64
+            and os.environ.get("JAXGEMM_BF16_PINGPONG", "0") not in ("", "0")):
+        # A/B switch until the ping-pong kernel has been measured: the same
+        # cluster, 128x128 tiles on alternate warpgroups.
+        bn = min(cfg.block_n, 128)
+        cfg = _config.GemmConfig(128, bn, _config._max_stages(
+            128, bn, 2, out_dtype.itemsize, False, c is not None), cfg.cluster, pingpong=True)
+    kernel = "bf16_gemm_nt_pingpong" if cfg.pingpong else "bf16_gemm_nt"
+    d = _dense_call(kernel, operands, m, n_pad, k_pad, out_dtype, cfg,
                     accumulate=c is not None, sb_per_row=False, num_sms=num_sms)
     return d if n_pad == n else d[:, :n]
 
@@ -440,6 +448,8 @@ SAMPLE_SPECS: list[dict] = [
                 sb_per_row=1, scales_tma=1),
     _gemm_attrs("fp8_gemm_nt", 4096, 2048, 256, 128, 3, out_f32=1, accumulate=1),
     _gemm_attrs("bf16_gemm_nt", 1000, 520, 256, 96, 4, out_f32=1, accumulate=1),
+    _gemm_attrs("bf16_gemm_nt_pingpong", 32768, 512, 128, 128, 6, cluster=2),
+    _gemm_attrs("bf16_gemm_nt_pingpong", 1000, 520, 128, 96, 6, out_f32=1, accumulate=1),
     _gemm_attrs("bf16_gemm_nt", 4096, 7168, 128, 256, 3, cluster=2),
     _gemm_attrs("bf16_gemm_nt", 4096, 7168, 256, 128, 3),
     _gemm_attrs("bf16_gemm_nt", 2112, 7168, 64, 64, 8, out_f32=1, accumulate=1),

@@ -551,6 +551,32 @@ def test_cuda_lowering_picks_the_scale_layout(clean_backend, m, tma):
     assert f"{sa}, tensor<{n}x{k}xf8E4M3FN>, {sb})" in calls[0], calls[0]
 
 
+@pytest.mark.parametrize("switch,kernel,block", [(None, "bf16_gemm_nt", None),
+                                                  ("1", "bf16_gemm_nt_pingpong", (128, 128))])
+def test_cuda_lowering_bf16_pingpong_switch(clean_backend, switch, kernel, block):
+    # Cross-lowered for CUDA: JAXGEMM_BF16_PINGPONG=1 (the A/B switch until
+    # the ping-pong kernel is measured) sends large BF16 GEMMs to it with
+    # 128x128 tiles; without it the cooperative kernel runs.
+    import re
+
+    clean_backend.setattr(_backend, "cuda_device_info", lambda: ("9.0", "H100"))
+    if switch is None:
+        clean_backend.delenv("JAXGEMM_BF16_PINGPONG", raising=False)
+    else:
+        clean_backend.setenv("JAXGEMM_BF16_PINGPONG", switch)
+    a = jnp.ones((4096, 512), jnp.bfloat16)
+    b = jnp.ones((8192, 512), jnp.bfloat16)
+    exp = jax.export.export(  # a fresh function: lowerings are cached per function
+        jax.jit(lambda x, y: jg.bf16_gemm_nt(x, y)), platforms=("cuda",),
+        disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("jaxgemm_dense_gemm")])(a, b)
+    calls = [ln for ln in exp.mlir_module().splitlines() if "custom_call @jaxgemm_dense_gemm" in ln]
+    assert len(calls) == 1
+    assert f'kernel = "{kernel}"' in calls[0], calls[0]
+    if block:
+        assert re.search(r"block_m = (\d+)", calls[0]).group(1) == str(block[0])
+        assert re.search(r"block_n = (\d+)", calls[0]).group(1) == str(block[1])
+
+
 @pytest.mark.parametrize("masked,rows,forced,tma", [
     (False, 12288, None, 2), (True, 12288, None, 2),  # 256-row tiles: row boxes
     (False, 96, None, 0),                              # 64-row tiles: cp.async

@@ -258,6 +258,37 @@ def test_bf16_configs(bm, bn, cluster):
     _check(out, np.asarray(a, np.float64) @ np.asarray(b, np.float64).T)
 
 
+# The ping-pong BF16 kernel: the two math warpgroups take alternate tiles of
+# a CTA's sequence.  Few SMs give each CTA many tiles (the ring wraps inside
+# a tile and across the other warpgroup's tiles: 520 = 9 stages of 64 with
+# 3-5 in the ring), odd tile counts leave the second warpgroup one tile
+# short, and M / N edges cut the last tiles.
+@pytest.mark.parametrize("m,n,k,bn,stages,cluster,sms", [
+    (300, 1000, 520, 128, 5, 1, 3),     # 3 x 8 = 24 tiles on 3 CTAs
+    (300, 1000, 520, 128, 3, 2, 4),     # clusters of 2, A multicast
+    (129, 136, 64, 128, 4, 1, 1),       # 2 x 2 tiles on one CTA, one K block
+    (1000, 520, 1088, 96, 6, 2, 6),     # 8 x 6 tiles on 3 clusters
+    (130, 40, 192, 48, 4, 1, None),     # fewer tiles than SMs: warpgroup 1 idles
+])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_bf16_pingpong(m, n, k, bn, stages, cluster, sms, accumulate):
+    a = jnp.asarray(_rng.standard_normal((m, k), np.float32)).astype(jnp.bfloat16)
+    b = jnp.asarray(_rng.standard_normal((n, k), np.float32)).astype(jnp.bfloat16)
+    ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64).T
+    cfg = _config.GemmConfig(128, bn, stages, cluster, pingpong=True)
+    if accumulate:
+        c = jnp.asarray(_rng.standard_normal((m, n), np.float32))
+        _poison((m, n), jnp.float32)
+        with _kernels.force_config(cfg):
+            out = jax.jit(lambda a, b, c: jaxgemm.bf16_gemm_nt(a, b, c=c, num_sms=sms))(a, b, c)
+        _check(out, ref + np.asarray(c, np.float64), tol=1e-6)
+    else:
+        _poison((m, n), jnp.bfloat16)
+        with _kernels.force_config(cfg):
+            out = jax.jit(lambda a, b: jaxgemm.bf16_gemm_nt(a, b, num_sms=sms))(a, b)
+        _check(out, ref)
+
+
 def test_nn_tn_tt_variants():
     m, n, k = 200, 264, 640
     a = jnp.asarray(_rng.standard_normal((m, k), np.float32))

@@ -140,6 +140,10 @@ def test_invalid_spec_is_rejected_before_compiling():
         _ext.native.compile_kernel(dict(_kernels.SAMPLE_SPECS[0], kernel="nope"))
     with pytest.raises(ValueError, match="multiple of 16"):
         _ext.native.compile_kernel(dict(_kernels.SAMPLE_SPECS[0], k=100))
+    pingpong = next(s for s in _kernels.SAMPLE_SPECS if s["kernel"] == "bf16_gemm_nt_pingpong")
+    for bad in (dict(block_m=256), dict(block_n=192), dict(cluster=4)):
+        with pytest.raises(ValueError, match="ping-pong BF16 kernel takes 128-row tiles"):
+            _ext.native.compile_kernel(dict(pingpong, **bad))
 
 
 def test_benchmark_kernels_compile_without_spills():
