@@ -52,15 +52,17 @@ def candidates(m, n, k, *, fp8, out_bytes, sb_per_row, top, add_c=False):
 
 
 def parse_configs(text, *, fp8, out_bytes, sb_per_row, add_c=False):
-    """'256x128c2,128x128x5c1' -> GemmConfigs (stages: the most that fit unless given)."""
+    """'256x128c2,128x128x5c1,128x128c2p' -> GemmConfigs (stages: the most that fit unless
+    given; a trailing 'p': the BF16 ping-pong kernel)."""
     out = []
     for item in text.split(","):
-        dims, _, cluster = item.partition("c")
+        pingpong = item.endswith("p")
+        dims, _, cluster = item.removesuffix("p").partition("c")
         parts = [int(x) for x in dims.split("x")]
         bm, bn = parts[0], parts[1]
         st = parts[2] if len(parts) > 2 else _config._max_stages(bm, bn, 1 if fp8 else 2, out_bytes,
                                                                    sb_per_row, add_c)
-        out.append(_config.GemmConfig(bm, bn, st, int(cluster or 1)))
+        out.append(_config.GemmConfig(bm, bn, st, int(cluster or 1), pingpong=pingpong))
     return out
 
 
@@ -87,7 +89,8 @@ def main():
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--bf16-only", action="store_true", help="BF16 only (--configs apply to it)")
     p.add_argument("--top", type=int, default=10)
-    p.add_argument("--shapes", default="", help="only these MxNxK, comma separated")
+    p.add_argument("--shapes", default="",
+                   help="only these MxNxK, comma separated (with --sets custom: these shapes)")
     p.add_argument("--configs", default="",
                    help="time these configs instead of the candidates, e.g. 256x128c2,128x128x5c1 "
                         "(stages default to the most that fit)")
@@ -97,7 +100,9 @@ def main():
     jobs = []  # (set, kernel, m, n, k, cfg, out_f32, acc, row)
     for set_name in args.sets.split(","):
         acc = set_name == "dense_fp32_accumulate"
-        for (m, n, k) in shapes[set_name]:
+        set_shapes = ([tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+                      if set_name == "custom" else shapes[set_name])
+        for (m, n, k) in set_shapes:
             if args.shapes and f"{m}x{n}x{k}" not in args.shapes.split(","):
                 continue
             cfgs = (parse_configs(args.configs, fp8=True, out_bytes=4 if acc else 2,
@@ -113,7 +118,8 @@ def main():
                              candidates(m, n, k, fp8=False, out_bytes=2, sb_per_row=False,
                                         top=args.top))
                 for cfg in bf16_cfgs:
-                    jobs.append(("bf16", "bf16_gemm_nt", m, n, k, cfg, False, False, False))
+                    kernel = "bf16_gemm_nt_pingpong" if cfg.pingpong else "bf16_gemm_nt"
+                    jobs.append(("bf16", kernel, m, n, k, cfg, False, False, False))
     n_pad = lambda n: -(-n // 8) * 8  # noqa: E731
     with mp.get_context("spawn").Pool(16) as pool:
         errs = pool.map(_compile, [_attrs(j[1], j[2], n_pad(j[3]), j[4], j[5], j[6], j[7], j[8])
@@ -122,7 +128,7 @@ def main():
     data = {}
     for job, err in zip(jobs, errs):
         set_name, kernel, m, n, k, cfg, out_f32, acc, row = job
-        key = (kernel, m, n, k, acc)
+        key = ("bf16" if kernel.startswith("bf16") else kernel, m, n, k, acc)
         if key not in data:
             kk = jax.random.split(jax.random.PRNGKey(m + n + k), 8)
             count = timing.num_sets_for(m * k + n * k + m * n * 4)
@@ -130,7 +136,7 @@ def main():
             for i in range(count):
                 a = jax.random.normal(jax.random.fold_in(kk[0], i), (m, k))
                 b = jax.random.normal(jax.random.fold_in(kk[1], i), (n, k))
-                if kernel == "bf16_gemm_nt":
+                if kernel.startswith("bf16"):
                     sets.append((a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)))
                 else:
                     qb = jaxgemm.per_token_cast_to_fp8(b) if row else jaxgemm.per_block_cast_to_fp8(b)
@@ -143,7 +149,7 @@ def main():
             results.append(dict(set=set_name, kernel=kernel, m=m, n=n, k=k, config=cfg.describe(),
                                 error=err))
             continue
-        if kernel == "bf16_gemm_nt":
+        if kernel.startswith("bf16"):
             fn = lambda a, b: jaxgemm.bf16_gemm_nt(a, b)  # noqa: E731
         elif acc:
             fn = lambda a0, a1, b0, b1, c: jaxgemm.fp8_gemm_nt((a0, a1), (b0, b1), c=c)  # noqa: E731
@@ -160,7 +166,7 @@ def main():
         results.append(dict(set=set_name, kernel=kernel, m=m, n=n, k=k, config=cfg.describe(),
                             block_m=cfg.block_m, block_n=cfg.block_n, stages=cfg.stages,
                             cluster=cfg.cluster, us=round(t["us"], 2), tflops=round(tflops, 1),
-                            heuristic=cfg == candidates(m, n, k, fp8=kernel != "bf16_gemm_nt",
+                            heuristic=cfg == candidates(m, n, k, fp8=not kernel.startswith("bf16"),
                                                         out_bytes=4 if acc else 2,
                                                         sb_per_row=row, top=1, add_c=acc)[0]))
     # Per shape: best and heuristic pick.

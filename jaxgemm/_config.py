@@ -108,8 +108,8 @@ class GemmConfig:
     cluster: int = 1
     band_n: int = 16
     # BF16 dense only: the ping-pong kernel (bf16_gemm_nt_pingpong.cuh; the
-    # two math warpgroups on alternate 128-row tiles).  Off unless forced:
-    # not yet measured against the cooperative kernel.
+    # two math warpgroups on alternate 128-row tiles); bf16_dense_config
+    # says where.
     pingpong: bool = False
 
     def describe(self) -> str:
@@ -195,6 +195,34 @@ def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
     ``add_c``: D = C + A @ B^T read from a separate FP32 C."""
     return dense_config_and_time(m, n, k, fp8=fp8, out_bytes=out_bytes, sb_per_row=sb_per_row,
                                  num_sms=num_sms, max_block_m=max_block_m, add_c=add_c)[0]
+
+
+# BF16 dense at short K: the ping-pong kernel, whose warpgroups take
+# alternate 128x128 tiles so that one's epilogue overlaps the other's main
+# loop.  Against the cooperative kernel (both warpgroups on one 256x128 or
+# 128x256 tile) in the same runs (H200, 2026-11-28, two rounds each;
+# benchmarks/results/ab/bf16_pingpong_20261128/): K = 512 +5% at
+# 4096x32768 and +4% at 128x32768; K = 1536 +1% at M = 4096 but -2% at
+# M = 128; K >= 2048 -1 to -9% (each tile's B is read by one warpgroup, not
+# two) and -29% at 4096x2112x7168 (128x128 tiles fill the SMs worse than
+# the 128x176 pick).
+BF16_PINGPONG_MAX_K = 512
+
+
+def bf16_dense_config(m: int, n: int, k: int, *, out_bytes: int, num_sms: int | None = None,
+                      add_c: bool = False) -> GemmConfig:
+    """dense_config for BF16, switched to the ping-pong kernel at short K.
+
+    JAXGEMM_BF16_PINGPONG=1 (0) turns it on (off) wherever the pick has
+    tiles of more than 64 rows, for A/B runs."""
+    cfg = dense_config(m, n, k, fp8=False, out_bytes=out_bytes, num_sms=num_sms, add_c=add_c)
+    switch = os.environ.get("JAXGEMM_BF16_PINGPONG", "")
+    use = switch not in ("", "0") if switch else k <= BF16_PINGPONG_MAX_K
+    if not use or cfg.block_m <= 64:
+        return cfg
+    bn = min(cfg.block_n, 128)
+    return GemmConfig(128, bn, _max_stages(128, bn, 2, out_bytes, False, add_c), cfg.cluster,
+                      pingpong=True)
 
 
 def _tile_time(m: int, n: int, k: int, bm: int, bn: int, cluster: int, *, fp8: bool,

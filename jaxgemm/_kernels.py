@@ -157,16 +157,8 @@ def bf16_gemm_nt(a, b, c=None, *, out_dtype, num_sms=None):
     operands = [a_p, b_p]
     if c is not None:
         operands.append(_pad_axis(c.astype(jnp.float32), 1, n_align))
-    cfg = _forced_config or _config.dense_config(
-        m, n_pad, k_pad, fp8=False, out_bytes=out_dtype.itemsize, num_sms=num_sms,
-        add_c=c is not None)
-    if (_forced_config is None and cfg.block_m > 64
-            and os.environ.get("JAXGEMM_BF16_PINGPONG", "0") not in ("", "0")):
-        # A/B switch until the ping-pong kernel has been measured: the same
-        # cluster, 128x128 tiles on alternate warpgroups.
-        bn = min(cfg.block_n, 128)
-        cfg = _config.GemmConfig(128, bn, _config._max_stages(
-            128, bn, 2, out_dtype.itemsize, False, c is not None), cfg.cluster, pingpong=True)
+    cfg = _forced_config or _config.bf16_dense_config(
+        m, n_pad, k_pad, out_bytes=out_dtype.itemsize, num_sms=num_sms, add_c=c is not None)
     kernel = "bf16_gemm_nt_pingpong" if cfg.pingpong else "bf16_gemm_nt"
     d = _dense_call(kernel, operands, m, n_pad, k_pad, out_dtype, cfg,
                     accumulate=c is not None, sb_per_row=False, num_sms=num_sms)

@@ -551,12 +551,16 @@ def test_cuda_lowering_picks_the_scale_layout(clean_backend, m, tma):
     assert f"{sa}, tensor<{n}x{k}xf8E4M3FN>, {sb})" in calls[0], calls[0]
 
 
-@pytest.mark.parametrize("switch,kernel,block", [(None, "bf16_gemm_nt", None),
-                                                  ("1", "bf16_gemm_nt_pingpong", (128, 128))])
-def test_cuda_lowering_bf16_pingpong_switch(clean_backend, switch, kernel, block):
-    # Cross-lowered for CUDA: JAXGEMM_BF16_PINGPONG=1 (the A/B switch until
-    # the ping-pong kernel is measured) sends large BF16 GEMMs to it with
-    # 128x128 tiles; without it the cooperative kernel runs.
+@pytest.mark.parametrize("switch,k,kernel,block", [
+    (None, 512, "bf16_gemm_nt_pingpong", (128, 128)),  # short K: ping-pong by default
+    (None, 2048, "bf16_gemm_nt", None),                # long K: the cooperative kernel
+    ("0", 512, "bf16_gemm_nt", None),                  # the A/B switch, off
+    ("1", 2048, "bf16_gemm_nt_pingpong", (128, 128)),  # and on
+])
+def test_cuda_lowering_bf16_pingpong_choice(clean_backend, switch, k, kernel, block):
+    # Cross-lowered for CUDA: large BF16 GEMMs at K <= BF16_PINGPONG_MAX_K go
+    # to the ping-pong kernel with 128x128 tiles, the rest to the cooperative
+    # one; JAXGEMM_BF16_PINGPONG overrides that either way.
     import re
 
     clean_backend.setattr(_backend, "cuda_device_info", lambda: ("9.0", "H100"))
@@ -564,8 +568,8 @@ def test_cuda_lowering_bf16_pingpong_switch(clean_backend, switch, kernel, block
         clean_backend.delenv("JAXGEMM_BF16_PINGPONG", raising=False)
     else:
         clean_backend.setenv("JAXGEMM_BF16_PINGPONG", switch)
-    a = jnp.ones((4096, 512), jnp.bfloat16)
-    b = jnp.ones((8192, 512), jnp.bfloat16)
+    a = jnp.ones((4096, k), jnp.bfloat16)
+    b = jnp.ones((8192, k), jnp.bfloat16)
     exp = jax.export.export(  # a fresh function: lowerings are cached per function
         jax.jit(lambda x, y: jg.bf16_gemm_nt(x, y)), platforms=("cuda",),
         disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("jaxgemm_dense_gemm")])(a, b)
