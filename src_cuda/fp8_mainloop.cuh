@@ -40,7 +40,10 @@ __device__ __forceinline__ StageView stage_view(const GemmSmem& s,
 // warpgroup's rows of the tile.
 // kAStride: floats per tile row in a stage's A scale slots (1, or 4 when
 // the scales come in row boxes of 4 K blocks; then slot kb % 4 is the one).
-template <typename Mma, u32 BLOCK_M, u32 BLOCK_N, u32 kWaves, bool kSbPerRow, u32 kAStride = 1>
+// kRowFirst: per-row B scales on one-wave tiles promote as
+// (acc * sa) * sb (see promote_pair); the kernel says where that pays.
+template <typename Mma, u32 BLOCK_M, u32 BLOCK_N, u32 kWaves, bool kSbPerRow, u32 kAStride = 1,
+          bool kRowFirst = true>
 struct Fp8TileMath {
   static constexpr bool kStagger = jaxgemm_plan::math_warpgroups(BLOCK_M) == 2;
   static constexpr u32 kAcc = Mma::kNumAccum;
@@ -128,10 +131,12 @@ struct Fp8TileMath {
   // short-scoreboard stalls in Nsight Compute, session 9).  +4-8% on 128-row
   // tiles, but -1-3% on 256-row tiles (two waves, whose other wave's wgmma
   // already hides the loads): those keep acc * (sa * sb) (H100 A/B,
-  // 2026-11-28).
+  // 2026-11-28).  The dense kernel's 192-column tiles turn it off too
+  // (kRowFirst; +2-3% without it, H200 A/B 2026-11-28), while the k-grouped
+  // kernel's gain 1-2% from it.
   __device__ __forceinline__ static void promote_pair(float* fin, const float* acc,
                                                       const Scales& sc, u32 j, float2 bs) {
-    if constexpr (kWaves == 1) {
+    if constexpr (kWaves == 1 && kRowFirst) {
       fin[4 * j + 0] += (acc[4 * j + 0] * sc.a0) * bs.x;
       fin[4 * j + 1] += (acc[4 * j + 1] * sc.a0) * bs.y;
       fin[4 * j + 2] += (acc[4 * j + 2] * sc.a1) * bs.x;
