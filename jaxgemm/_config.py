@@ -200,13 +200,16 @@ def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
 # BF16 dense at short K: the ping-pong kernel, whose warpgroups take
 # alternate 128x128 tiles so that one's epilogue overlaps the other's main
 # loop.  Against the cooperative kernel (both warpgroups on one 256x128 or
-# 128x256 tile) in the same runs (H200, 2026-11-28, two rounds each;
-# benchmarks/results/ab/bf16_pingpong_20261128/): K = 512 +5% at
-# 4096x32768 and +4% at 128x32768; K = 1536 +1% at M = 4096 but -2% at
-# M = 128; K >= 2048 -1 to -9% (each tile's B is read by one warpgroup, not
-# two) and -29% at 4096x2112x7168 (128x128 tiles fill the SMs worse than
-# the 128x176 pick).
-BF16_PINGPONG_MAX_K = 512
+# 128x256 tile), H200, 2026-11-28 (benchmarks/results/ab/
+# bf16_pingpong_20261128/):
+# - K = 512: +5% at 4096x32768 and +4% at 128x32768 (two rounds each);
+#   K = 768 / 1024: +1 to +4% on four shapes (one sweep, against the best
+#   cooperative tile, not just the pick), with one cluster at least as fast
+#   as two on four of the five short-K shapes.
+# - K = 1536: +1% at M = 4096 but -2% at M = 128; K >= 2048: -1 to -9%
+#   (each tile's B is read by one warpgroup, not two), -29% at
+#   4096x2112x7168 (128x128 tiles fill the SMs worse than the 128x176 pick).
+BF16_PINGPONG_MAX_K = 1024
 
 
 def bf16_dense_config(m: int, n: int, k: int, *, out_bytes: int, num_sms: int | None = None,
@@ -221,7 +224,7 @@ def bf16_dense_config(m: int, n: int, k: int, *, out_bytes: int, num_sms: int | 
     if not use or cfg.block_m <= 64:
         return cfg
     bn = min(cfg.block_n, 128)
-    return GemmConfig(128, bn, _max_stages(128, bn, 2, out_bytes, False, add_c), cfg.cluster,
+    return GemmConfig(128, bn, _max_stages(128, bn, 2, out_bytes, False, add_c), 1,
                       pingpong=True)
 
 
