@@ -64,7 +64,7 @@ for step in "$@"; do
       # uninstrumented (benchmarks/results/logs/racecheck_cluster_bisect_*).
       # SAN_SRC: a kernel source folder to check instead of src_cuda/.
       [ -n "$SAN_SRC" ] && export JAXGEMM_SOURCE_DIR=$PWD/$SAN_SRC
-      for target in ${SAN_TARGETS:-dense:gemm_nt_kernel grouped:grouped}; do
+      for target in ${SAN_TARGETS:-dense:gemm_nt grouped:grouped}; do
         script=${target%%:*}; filter=${target#*:}
         timeout ${SAN_TIMEOUT:-280} /usr/local/cuda/bin/compute-sanitizer --tool racecheck --kernel-name kns=$filter \
           python3 tools/sanitize_$script.py > "$OUT/sanitize_${script}_racecheck.log" 2>&1
@@ -91,9 +91,9 @@ for step in "$@"; do
       done
       done ;;
     sanitize)
-      # Dense kernels (names end in gemm_nt_kernel; m-grouped ones contain
+      # Dense kernels (names contain gemm_nt: fp8, bf16 and the ping-pong; m-grouped ones contain
       # "grouped" and are covered by the grouped pass, with bad group sizes).
-      for target in "dense:gemm_nt_kernel" "grouped:grouped"; do
+      for target in "dense:gemm_nt" "grouped:grouped"; do
         script=${target%%:*}; filter=${target#*:}
         for tool in memcheck racecheck; do
           timeout 280 /usr/local/cuda/bin/compute-sanitizer --tool $tool --kernel-name kns=$filter \

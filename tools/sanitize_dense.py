@@ -1,6 +1,10 @@
 """A small sweep of dense kernel configs for compute-sanitizer (memcheck, racecheck).
 
-    compute-sanitizer --tool memcheck --kernel-name kns=gemm_nt_kernel python3 tools/sanitize_dense.py
+    compute-sanitizer --tool memcheck --kernel-name kns=gemm_nt python3 tools/sanitize_dense.py
+
+The filter must match every cluster kernel the script launches (racecheck
+faults on cluster kernels it runs uninstrumented): `gemm_nt` covers
+fp8_gemm_nt_kernel, bf16_gemm_nt_kernel and bf16_gemm_nt_pingpong_kernel.
 """
 import os
 
@@ -41,7 +45,23 @@ for (m, n, k) in [(1, 8, 128), (77, 136, 384), (200, 264, 640)]:
             out4 = None if FP8_ONLY else jax.jit(
                 lambda x, y, z: jaxgemm.bf16_gemm_nt(x, y, c=z, num_sms=2))(
                 a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), c)
-        jax.block_until_ready((out, out2, out3, out4, out5))
+        # The BF16 ping-pong kernel takes 128-row tiles of at most 128
+        # columns; with C on 2 SMs each warpgroup walks several tiles.
+        out6 = out7 = None
+        if not FP8_ONLY and bm == 128 and bn <= 128:
+            with _kernels.force_config(_config.GemmConfig(bm, bn, st, cl, pingpong=True)):
+                out6 = jax.jit(jaxgemm.bf16_gemm_nt)(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))
+                out7 = jax.jit(lambda x, y, z: jaxgemm.bf16_gemm_nt(x, y, c=z, num_sms=2))(
+                    a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), c)
+        jax.block_until_ready((out, out2, out3, out4, out5, out6, out7))
         err = np.abs(np.asarray(out, np.float64) - ref).max() / (np.abs(ref).max() + 1e-9)
-        print(f"{m}x{n}x{k} {bm}x{bn}x{st} c{cl}: rel err {err:.2e}", flush=True)
+        line = f"{m}x{n}x{k} {bm}x{bn}x{st} c{cl}: rel err {err:.2e}"
+        if out6 is not None:
+            ref16 = (np.asarray(a.astype(jnp.bfloat16), np.float64)
+                     @ np.asarray(b.astype(jnp.bfloat16), np.float64).T)
+            e6 = np.abs(np.asarray(out6, np.float64) - ref16).max() / (np.abs(ref16).max() + 1e-9)
+            e7 = np.abs(np.asarray(out7, np.float64) - ref16 - np.asarray(c, np.float64)).max() / (
+                np.abs(ref16).max() + 1e-9)
+            line += f", ping-pong {e6:.2e} / with C {e7:.2e}"
+        print(line, flush=True)
 print("sanitize sweep done")

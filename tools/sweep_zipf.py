@@ -32,8 +32,8 @@ import jaxgemm  # noqa: E402
 from jaxgemm import _config, _kernels, _timing as timing  # noqa: E402
 
 BF16 = jnp.bfloat16
-DEFAULT_CONFIGS = ("heuristic,64x128,64x192,64x256,128x128,128x192,128x256,128x192c2,"
-                   "256x128c2")
+DEFAULT_CONFIGS = ("heuristic,64x128,64x192,64x256,128x128,128x192,128x192x2,128x192x3,"
+                   "128x256,128x192c2,256x128c2")
 
 
 def rows(names):
