@@ -63,21 +63,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   if (wg == kMathWG) {
     warpgroup_reg_dealloc<kProducerRegs>();
     if (tid == kMathThreads) {
-      constexpr u32 kStageBytes = kPlan.a_stage + kPlan.b_stage;
-      u32 stage = 0, phase = 0;
-      for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
-        u32 mb, nb;
-        sched.tile(t, rank, mb, nb);
-        for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
-          mbar_wait(&ring.empty[stage], phase ^ 1);
-          u64* bar = &ring.full[stage];
-          load_a_stage<BLOCK_M, kCluster>(sm.a + stage * kPlan.a_stage, &tm_a, bar,
-                                          kb * BLOCK_K, mb * BLOCK_M, rank);
-          tma_load_2d(sm.b + stage * kPlan.b_stage, &tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
-          mbar_arrive_expect_tx(bar, kStageBytes);
-          if (++stage == kStages) stage = 0, phase ^= 1;
-        }
-      }
+      bf16_dense_produce<BLOCK_M, BLOCK_N, BLOCK_K, kNumKBlocks>(
+          sched, ring, sm, kPlan.a_stage, kPlan.b_stage, &tm_a, &tm_b, rank);
     }
   } else {
     warpgroup_reg_alloc<jaxgemm_plan::math_regs(BLOCK_M)>();

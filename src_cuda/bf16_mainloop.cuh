@@ -7,6 +7,33 @@
 
 namespace jaxgemm {
 
+// The dense BF16 kernels' producer (one thread): for each of the CTA's
+// tiles in scheduler order, its kNumKBlocks stages of A (multicast over the
+// cluster) and B into the ring.  Shared by bf16_gemm_nt.cuh and the
+// ping-pong kernel, which differ only in who consumes the stages.
+template <u32 BLOCK_M, u32 BLOCK_N, u32 BLOCK_K, u32 kNumKBlocks, u32 kStages, u32 kCluster,
+          typename Sched>
+__device__ __forceinline__ void bf16_dense_produce(const Sched& sched,
+                                                   const Ring<kStages, kCluster>& ring,
+                                                   const GemmSmem& sm, u32 a_stage_bytes,
+                                                   u32 b_stage_bytes, const TmaDesc* tm_a,
+                                                   const TmaDesc* tm_b, u32 rank) {
+  u32 stage = 0, phase = 0;
+  for (u32 t = sched.first_unit(); t < sched.num_units; t += sched.unit_stride()) {
+    u32 mb, nb;
+    sched.tile(t, rank, mb, nb);
+    for (u32 kb = 0; kb < kNumKBlocks; ++kb) {
+      mbar_wait(&ring.empty[stage], phase ^ 1);
+      u64* bar = &ring.full[stage];
+      load_a_stage<BLOCK_M, kCluster>(sm.a + stage * a_stage_bytes, tm_a, bar, kb * BLOCK_K,
+                                      mb * BLOCK_M, rank);
+      tma_load_2d(sm.b + stage * b_stage_bytes, tm_b, bar, kb * BLOCK_K, nb * BLOCK_N);
+      mbar_arrive_expect_tx(bar, a_stage_bytes + b_stage_bytes);
+      if (++stage == kStages) stage = 0, phase ^= 1;
+    }
+  }
+}
+
 // acc[w] = sum over `num_stages` (>= 1) ring stages of A_wave_w @ B^T, for
 // this warpgroup's kWaves 64-row waves; `stage`/`phase` advance with the ring.
 template <typename Mma, u32 kWaves, u32 kKSteps, u32 kStages, u32 kCluster>
