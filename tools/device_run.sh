@@ -71,6 +71,17 @@ for step in "$@"; do
         echo "$script racecheck rc=$?"
         grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sweep done" "$OUT/sanitize_${script}_racecheck.log" | tail -3
       done ;;
+    # Skewed m-grouped rows under forced tile configs (ZIPF_ARGS: tools/sweep_zipf.py's).
+    zipf) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout ${ZIPF_TIMEOUT:-300} python3 tools/sweep_zipf.py ${ZIPF_ARGS} 2>&1 | tee -a "$OUT/sweep_zipf.log" | grep -E "^(zipf|balanced)|rror|wrote" ;;
+    # Nsight Compute on the Zipf-256 FP8 kernel the heuristic picks (clocks left alone).
+    ncu-zipf)
+      XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout ${NCU_TIMEOUT:-240} /usr/local/cuda/bin/ncu --clock-control none --kernel-name regex:m_grouped_${NCU_DTYPE:-fp8} \
+        --launch-skip 1 --launch-count 1 --section SpeedOfLight --section MemoryWorkloadAnalysis \
+        --section WarpStateStats --section SchedulerStats --section LaunchStats \
+        python3 tools/sweep_zipf.py --ncu --rows zipf256 --dtypes ${NCU_DTYPE:-fp8} --configs ${NCU_CONFIG:-heuristic} \
+        > "$OUT/ncu_zipf_${NCU_DTYPE:-fp8}.txt" 2>&1
+      echo "ncu rc=$?"
+      grep -E "Duration|DRAM Throughput|Memory Throughput|L2 Hit Rate|Compute \(SM\) Throughput|Stall|Issued Warp" "$OUT/ncu_zipf_${NCU_DTYPE:-fp8}.txt" | head -24 ;;
     bench-grouped) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout 480 python3 benchmarks/bench_grouped.py ${GROUPED_ARGS} 2>&1 | tee "$OUT/bench_grouped.log" | grep -v "^WARNING\|^  " | tail -50 ;;
     train) timeout 480 bash -c 'python3 examples/train_moe.py --dtype fp8 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_fp8.json && python3 examples/train_moe.py --dtype bf16 --config small --steps ${TRAIN_STEPS:-300} --out $OUT/train_bf16.json && python3 examples/train_moe.py --steps 0 --plot $OUT/train_loss.png --compare $OUT/train_fp8.json $OUT/train_bf16.json' 2>&1 | tee "$OUT/train.log" | tail -15 ;;
     # Nsight Compute with per-SASS-instruction stall samples of one dense
