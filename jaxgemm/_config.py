@@ -220,12 +220,15 @@ def bf16_dense_config(m: int, n: int, k: int, *, out_bytes: int, num_sms: int | 
     tiles of more than 64 rows, for A/B runs."""
     cfg = dense_config(m, n, k, fp8=False, out_bytes=out_bytes, num_sms=num_sms, add_c=add_c)
     switch = os.environ.get("JAXGEMM_BF16_PINGPONG", "")
-    use = switch not in ("", "0") if switch else k <= BF16_PINGPONG_MAX_K
+    use = switch != "0" if switch else k <= BF16_PINGPONG_MAX_K
     if not use or cfg.block_m <= 64:
         return cfg
     bn = min(cfg.block_n, 128)
-    return GemmConfig(128, bn, _max_stages(128, bn, 2, out_bytes, False, add_c), 1,
-                      pingpong=True)
+    pp = GemmConfig(128, bn, _max_stages(128, bn, 2, out_bytes, False, add_c), 1, pingpong=True)
+    if os.environ.get("JAXGEMM_PRINT_CONFIGS", "0") not in ("", "0"):
+        print(f"[jaxgemm] bf16 gemm m={m} n={n} k={k} -> {pp.describe()} (instead of "
+              f"{cfg.describe()})", file=sys.stderr)
+    return pp
 
 
 def _tile_time(m: int, n: int, k: int, bm: int, bn: int, cluster: int, *, fp8: bool,

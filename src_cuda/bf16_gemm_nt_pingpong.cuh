@@ -8,11 +8,10 @@
 // tile.  Here the producer fills the ring with tile 0's stages, then tile
 // 1's, ...; a warpgroup consumes only its own tiles' stages, so while one
 // stores its tile the other's main loop runs on the next tile's stages.
-// No extra barrier orders the two: the ring's sequential fill does.
 //
-// Same producer, ring, tile order, stores and C path as bf16_gemm_nt.cuh
-// (one kernel, one file); what differs: a stage's "empty" barrier expects
-// one warpgroup's warps, and each warpgroup steps its ring cursor over the
+// Same producer (bf16_dense_produce), ring, tile order, stores and C path
+// as bf16_gemm_nt.cuh; what differs: a stage's "empty" barrier expects one
+// warpgroup's warps, and each warpgroup steps its ring cursor over the
 // other's tiles (every tile has the same number of K blocks).
 //
 // The main loops strictly alternate (named barriers 5 and 6: the owner of

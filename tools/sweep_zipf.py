@@ -27,9 +27,10 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_grouped  # noqa: E402
 import common  # noqa: E402
+import sweep_dense  # noqa: E402
 
 import jaxgemm  # noqa: E402
-from jaxgemm import _config, _kernels, _timing as timing  # noqa: E402
+from jaxgemm import _kernels, _timing as timing  # noqa: E402
 
 BF16 = jnp.bfloat16
 DEFAULT_CONFIGS = ("heuristic,64x128,64x192,64x256,128x128,128x192,128x192x2,128x192x3,"
@@ -51,14 +52,10 @@ def rows(names):
 
 
 def parse_config(text, fp8):
-    """'64x192' / '128x192c2' / '128x192x4c2' -> GemmConfig (stages: the most that fit)."""
+    """'heuristic' -> None; else sweep_dense's config syntax ('64x192', '128x192x3c2')."""
     if text == "heuristic":
         return None
-    dims, _, cluster = text.partition("c")
-    parts = [int(v) for v in dims.split("x")]
-    bm, bn = parts[:2]
-    st = parts[2] if len(parts) > 2 else _config._max_stages(bm, bn, 1 if fp8 else 2, 2, False)
-    return _config.GemmConfig(bm, bn, st, int(cluster or 1))
+    return sweep_dense.parse_configs(text, fp8=fp8, out_bytes=2, sb_per_row=False)[0]
 
 
 def main():
