@@ -180,18 +180,30 @@ struct Fp8TileMath {
   // of the ring, starting at (stage, phase), which are advanced past them.
   // Each stage is released once its last wave is promoted: the promotion is
   // the first use of the scales read from it (and, per-row, reads them).
+  // live_waves: this warpgroup's waves that hold rows the kernel stores (the
+  // m-grouped kernels' tiles of small groups); the others skip their wgmma
+  // and promotion (their fin stays zero) and, with none live, the
+  // warpgroup only releases the stages.  The dense and k-grouped kernels
+  // leave it at kWaves, a constant, so their code does not change.
   template <class RingT>
   __device__ __forceinline__ void run(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
                                       const RingT& ring, const StageView& v, u32& stage,
-                                      u32& phase, u32 lane, u32 boundary) const {
+                                      u32& phase, u32 lane, u32 boundary,
+                                      u32 live_waves = kWaves) const {
 #pragma unroll
     for (u32 w = 0; w < kWaves; ++w)
 #pragma unroll
       for (u32 i = 0; i < kAcc; ++i) fin[w][i] = 0.f;
-    if constexpr (kPipelined)
+    if (live_waves == 0) {
+      // Keep the stagger barrier's count: each warpgroup passes it once per
+      // tile with a K loop (only warpgroup 1 waits, only 0 arrives).
+      if (num_k_blocks > 0) stagger_wait(), stagger_signal();
+      skip_stages(ring, num_k_blocks, stage, phase, lane);
+    } else if constexpr (kPipelined) {
       run_pipelined(fin, num_k_blocks, ring, v, stage, phase, lane, boundary);
-    else
-      run_serial(fin, num_k_blocks, ring, v, stage, phase, lane, boundary);
+    } else {
+      run_serial(fin, num_k_blocks, ring, v, stage, phase, lane, boundary, live_waves);
+    }
   }
 
  private:
@@ -222,7 +234,8 @@ struct Fp8TileMath {
   template <class RingT>
   __device__ __forceinline__ void run_serial(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
                                              const RingT& ring, const StageView& v, u32& stage,
-                                             u32& phase, u32 lane, u32 boundary) const {
+                                             u32& phase, u32 lane, u32 boundary,
+                                             u32 live_waves) const {
     float acc[kAcc];
     for (u32 kb = 0; kb < num_k_blocks; ++kb) {
       mbar_wait(&ring.full[stage], phase);
@@ -233,6 +246,7 @@ struct Fp8TileMath {
       if constexpr (kPreloadCols) cols = load_cols(col_scales(v, stage));
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w) {
+        if (w > 0 && w >= live_waves) break;  // wave 0 is live here (see run)
         if (w == 0 && kb == 0) stagger_wait();
         issue(v, stage, w, acc);
 #pragma unroll

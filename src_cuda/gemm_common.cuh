@@ -107,6 +107,29 @@ struct Ring {
   }
 };
 
+// How many of a warpgroup's kWaves 64-row waves, the first at row wave_row0,
+// start before row_end (the m-grouped kernels' segment end).
+template <u32 kWaves>
+__device__ __forceinline__ u32 live_waves(u32 wave_row0, u32 row_end) {
+  return wave_row0 >= row_end ? 0u : min(kWaves, (row_end - wave_row0 + 63) / 64);
+}
+
+// Consumes n stages of the ring without reading them: a math warpgroup whose
+// rows of a tile all lie past the end of the tile's segment (an m-grouped
+// tile of a small group) skips the wgmma but still owes each stage its
+// release.  Each stage is waited for first: released early, this
+// warpgroup's arrival could land in the stage's previous phase, before the
+// other warpgroup's, and complete that phase with a double count.
+template <u32 kStages, u32 kCluster>
+__device__ __forceinline__ void skip_stages(const Ring<kStages, kCluster>& ring, u32 n, u32& stage,
+                                            u32& phase, u32 lane) {
+  for (u32 i = 0; i < n; ++i) {
+    mbar_wait(&ring.full[stage], phase);
+    ring.release(stage, lane);
+    if (++stage == kStages) stage = 0, phase ^= 1;
+  }
+}
+
 // The start every GEMM kernel shares: one producer thread prefetches the
 // TMA descriptors and initialises the ring ("full" expects `producers`
 // arrivals per stage), then the CTA synchronises; in a cluster every CTA

@@ -21,7 +21,10 @@
 // row whether aligned or not), B rows and scales are those of the tile's
 // group, and the epilogue stores only the rows of the tile's segment (a
 // tile's last rows may belong to the next group), through shared memory and
-// 16-byte predicated stores.  Zero tiles skip the main loop.
+// 16-byte predicated stores.  Zero tiles skip the main loop; a math
+// warpgroup whose 64-row waves lie past the segment's end skips their wgmma
+// (a Zipf-skewed MoE has mostly groups of a few dozen rows: on 128-row tiles
+// half the tensor work was rows that are never stored).
 #pragma once
 
 #include "fp8_mainloop.cuh"
@@ -154,14 +157,18 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       sched.tile(t, rank, row0, row_end, nb, g);
       const u32 n0 = nb * BLOCK_N;
       const u32 boundary = (n0 / 128 + 1) * 128 - n0;
-      // A zero tile (g < 0) runs no K loop: its result is zero.
+      // A zero tile (g < 0) runs no K loop: its result is zero.  Waves
+      // wholly past the segment's end (a small group's tile) are not
+      // computed or stored.
+      const u32 live = live_waves<kWaves>(row0 + wg * kWaves * 64, row_end);
       float fin[kWaves][Mma::kNumAccum];
-      math.run(fin, g >= 0 ? kNumKBlocks : 0, ring, view, stage, phase, lane, boundary);
+      math.run(fin, g >= 0 ? kNumKBlocks : 0, ring, view, stage, phase, lane, boundary, live);
       const u32 st_thread = opaque(wg_thread);  // epilogue addressing after the K loop
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
-        Store::run(fin[w], sm.d + wg * Store::kBytes, d, kLdBytes,
-                   row0 + (wg * kWaves + w) * 64, row_end, n0, SHAPE_N, st_thread, 1 + wg);
+        if (w < live)
+          Store::run(fin[w], sm.d + wg * Store::kBytes, d, kLdBytes,
+                     row0 + (wg * kWaves + w) * 64, row_end, n0, SHAPE_N, st_thread, 1 + wg);
     }
   }
   if constexpr (kCluster > 1) cluster_sync();
