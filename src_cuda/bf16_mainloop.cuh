@@ -36,19 +36,12 @@ __device__ __forceinline__ void bf16_dense_produce(const Sched& sched,
 
 // acc[w] = sum over `num_stages` (>= 1) ring stages of A_wave_w @ B^T, for
 // this warpgroup's kWaves 64-row waves; `stage`/`phase` advance with the ring.
-// Only the first live_waves waves are computed (the others' acc is left as
-// is; with none, the stages are only released): see Fp8TileMath::run.
 template <typename Mma, u32 kWaves, u32 kKSteps, u32 kStages, u32 kCluster>
 __device__ __forceinline__ void bf16_accumulate_stages(const Ring<kStages, kCluster>& ring,
                                                        const GemmSmem& sm, u32 a_stage_bytes,
                                                        u32 b_stage_bytes, u32 wg, u32 lane,
                                                        u32 num_stages, u32& stage, u32& phase,
-                                                       float (&acc)[kWaves][Mma::kNumAccum],
-                                                       u32 live_waves = kWaves) {
-  if (live_waves == 0) {
-    skip_stages(ring, num_stages, stage, phase, lane);
-    return;
-  }
+                                                       float (&acc)[kWaves][Mma::kNumAccum]) {
   u32 prev_stage = 0;
   for (u32 i = 0; i < num_stages; ++i) {
     mbar_wait(&ring.full[stage], phase);
@@ -60,7 +53,6 @@ __device__ __forceinline__ void bf16_accumulate_stages(const Ring<kStages, kClus
     wgmma_fence();
 #pragma unroll
     for (u32 w = 0; w < kWaves; ++w) {
-      if (w > 0 && w >= live_waves) break;
       const u64 da = smem_desc_sw128(sm.a + stage * a_stage_bytes + (wg * kWaves + w) * 64 * 128);
 #pragma unroll
       for (u32 k = 0; k < kKSteps; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc[w], i > 0 || k > 0);

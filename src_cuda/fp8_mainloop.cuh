@@ -180,11 +180,10 @@ struct Fp8TileMath {
   // of the ring, starting at (stage, phase), which are advanced past them.
   // Each stage is released once its last wave is promoted: the promotion is
   // the first use of the scales read from it (and, per-row, reads them).
-  // live_waves: this warpgroup's waves that hold rows the kernel stores (the
-  // m-grouped kernels' tiles of small groups); the others skip their wgmma
-  // and promotion (their fin stays zero) and, with none live, the
-  // warpgroup only releases the stages.  The dense and k-grouped kernels
-  // leave it at kWaves, a constant, so their code does not change.
+  // live_waves 0: none of this warpgroup's rows are stored (a small group's
+  // m-grouped tile): no wgmma, fin stays zero, the stages are only released.
+  // Any other value runs every wave.  Kernels that never skip leave it at
+  // kWaves, a constant, so their code does not change.
   template <class RingT>
   __device__ __forceinline__ void run(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
                                       const RingT& ring, const StageView& v, u32& stage,
@@ -202,7 +201,7 @@ struct Fp8TileMath {
     } else if constexpr (kPipelined) {
       run_pipelined(fin, num_k_blocks, ring, v, stage, phase, lane, boundary);
     } else {
-      run_serial(fin, num_k_blocks, ring, v, stage, phase, lane, boundary, live_waves);
+      run_serial(fin, num_k_blocks, ring, v, stage, phase, lane, boundary);
     }
   }
 
@@ -234,8 +233,7 @@ struct Fp8TileMath {
   template <class RingT>
   __device__ __forceinline__ void run_serial(float (&fin)[kWaves][kAcc], u32 num_k_blocks,
                                              const RingT& ring, const StageView& v, u32& stage,
-                                             u32& phase, u32 lane, u32 boundary,
-                                             u32 live_waves) const {
+                                             u32& phase, u32 lane, u32 boundary) const {
     float acc[kAcc];
     for (u32 kb = 0; kb < num_k_blocks; ++kb) {
       mbar_wait(&ring.full[stage], phase);
@@ -246,7 +244,6 @@ struct Fp8TileMath {
       if constexpr (kPreloadCols) cols = load_cols(col_scales(v, stage));
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w) {
-        if (w > 0 && w >= live_waves) break;  // wave 0 is live here (see run)
         if (w == 0 && kb == 0) stagger_wait();
         issue(v, stage, w, acc);
 #pragma unroll

@@ -91,19 +91,15 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       for (u32 w = 0; w < kWaves; ++w)
 #pragma unroll
         for (u32 i = 0; i < Mma::kNumAccum; ++i) acc[w][i] = 0.f;
-      // Waves wholly past the segment's end are not computed or stored.
-      const u32 live = live_waves<kWaves>(row0 + wg * kWaves * 64, row_end);
       if (g >= 0) {
         bf16_accumulate_stages<Mma, kWaves, BLOCK_K / 16>(ring, sm, kPlan.a_stage, kPlan.b_stage,
-                                                          wg, lane, kNumKBlocks, stage, phase, acc,
-                                                          live);
+                                                          wg, lane, kNumKBlocks, stage, phase, acc);
       }
 #pragma unroll
       for (u32 w = 0; w < kWaves; ++w)
-        if (w < live)
-          Store::run(acc[w], sm.d + wg * Store::kBytes, d, kLdBytes,
-                     row0 + (wg * kWaves + w) * 64, row_end, nb * BLOCK_N, SHAPE_N, wg_thread,
-                     1 + wg);
+        Store::run(acc[w], sm.d + wg * Store::kBytes, d, kLdBytes,
+                   row0 + (wg * kWaves + w) * 64, row_end, nb * BLOCK_N, SHAPE_N, wg_thread,
+                   1 + wg);
     }
   }
   if constexpr (kCluster > 1) cluster_sync();

@@ -21,10 +21,10 @@
 // row whether aligned or not), B rows and scales are those of the tile's
 // group, and the epilogue stores only the rows of the tile's segment (a
 // tile's last rows may belong to the next group), through shared memory and
-// 16-byte predicated stores.  Zero tiles skip the main loop; a math
-// warpgroup whose 64-row waves lie past the segment's end skips their wgmma
-// (a Zipf-skewed MoE has mostly groups of a few dozen rows: on 128-row tiles
-// half the tensor work was rows that are never stored).
+// 16-byte predicated stores.  Zero tiles skip the main loop; on 128-row
+// tiles the second math warpgroup skips its wgmma when none of its 64 rows
+// are in the segment (a Zipf-skewed MoE has mostly groups of a few dozen
+// rows: half the tensor work was rows that are never stored).
 #pragma once
 
 #include "fp8_mainloop.cuh"
@@ -157,10 +157,15 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       sched.tile(t, rank, row0, row_end, nb, g);
       const u32 n0 = nb * BLOCK_N;
       const u32 boundary = (n0 / 128 + 1) * 128 - n0;
-      // A zero tile (g < 0) runs no K loop: its result is zero.  Waves
-      // wholly past the segment's end (a small group's tile) are not
-      // computed or stored.
-      const u32 live = live_waves<kWaves>(row0 + wg * kWaves * 64, row_end);
+      // A zero tile (g < 0) runs no K loop: its result is zero.  On 128-row
+      // tiles, warpgroup 1 skips a tile whose segment ends within the first
+      // 64 rows.  (Tried on 256-row FP8 and on the BF16 kernel too: a
+      // per-wave break inside the K loop cost the FP8 256x128 c2 tile 5%
+      // and made ptxas serialize the BF16 256-row wgmmas (C7520), and the
+      // BF16 128x256 c2 tile lost 8% on Zipf-256 with the whole-warpgroup
+      // skip alone, for reasons not found: H200 A/B, 2026-11-28.)
+      constexpr bool kSkipIdle = BLOCK_M == 128;
+      const u32 live = kSkipIdle ? live_waves<kWaves>(row0 + wg * kWaves * 64, row_end) : kWaves;
       float fin[kWaves][Mma::kNumAccum];
       math.run(fin, g >= 0 ? kNumKBlocks : 0, ring, view, stage, phase, lane, boundary, live);
       const u32 st_thread = opaque(wg_thread);  // epilogue addressing after the K loop
