@@ -81,6 +81,25 @@ def test_contiguous(sizes, cfg, scale_path):
     _check(out, O.m_grouped_contiguous(qa, qb, np.asarray(sizes)))
 
 
+@pytest.mark.parametrize("cfg", [(128, 192, 4, 1), (128, 128, 5, 1), (128, 192, 4, 2),
+                                 (128, 96, 6, 2)])
+def test_contiguous_small_groups(cfg, scale_path):
+    """Many groups of a few rows, as a Zipf-skewed MoE routes them.  On 128-row
+    FP8 tiles the second math warpgroup skips a tile whose group ends within
+    its first 64 rows (it only releases the stages), so group ends fall at
+    1, 63, 64, 65, 127, 128 and 129 rows of a tile, next to full tiles and
+    empty groups, on the serial (192 columns) and pipelined (<= 128)
+    schedules, with and without a cluster; rows past the last group are zero."""
+    sizes = [1, 63, 64, 65, 0, 127, 128, 129, 20, 3, 200, 7]
+    m, n, k = sum(sizes) + 50, 392, 640
+    qa, qb = _operands(m, len(sizes), n, k)
+    gs = jnp.asarray(sizes, jnp.int32)
+    jnp.full((m, n), jnp.nan, jnp.bfloat16).block_until_ready()
+    with _kernels.force_config(_config.GemmConfig(*cfg)):
+        out = jax.jit(lambda a, b, s: jaxgemm.m_grouped_fp8_gemm_nt_contiguous(a, b, s))(qa, qb, gs)
+    _check(out, O.m_grouped_contiguous(qa, qb, np.asarray(sizes)))
+
+
 @pytest.mark.parametrize("masked", [[0, 1, 64, 200], [200, 200, 200, 200], [17, 0, 130, 5],
                                     [300, -4, 199, 1]])
 @pytest.mark.parametrize("zero_rows", [True, False])
