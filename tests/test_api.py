@@ -551,6 +551,14 @@ def test_cuda_lowering_picks_the_scale_layout(clean_backend, m, tma):
     assert f"{sa}, tensor<{n}x{k}xf8E4M3FN>, {sb})" in calls[0], calls[0]
 
 
+def _set_or_unset(mp, name, value):
+    """An environment switch for one test: value None unsets it."""
+    if value is None:
+        mp.delenv(name, raising=False)
+    else:
+        mp.setenv(name, value)
+
+
 @pytest.mark.parametrize("switch,k,kernel,block", [
     (None, 512, "bf16_gemm_nt_pingpong", (128, 128)),  # short K: ping-pong by default
     (None, 2048, "bf16_gemm_nt", None),                # long K: the cooperative kernel
@@ -564,10 +572,7 @@ def test_cuda_lowering_bf16_pingpong_choice(clean_backend, switch, k, kernel, bl
     import re
 
     clean_backend.setattr(_backend, "cuda_device_info", lambda: ("9.0", "H100"))
-    if switch is None:
-        clean_backend.delenv("JAXGEMM_BF16_PINGPONG", raising=False)
-    else:
-        clean_backend.setenv("JAXGEMM_BF16_PINGPONG", switch)
+    _set_or_unset(clean_backend, "JAXGEMM_BF16_PINGPONG", switch)
     a = jnp.ones((4096, k), jnp.bfloat16)
     b = jnp.ones((8192, k), jnp.bfloat16)
     exp = jax.export.export(  # a fresh function: lowerings are cached per function
@@ -595,10 +600,7 @@ def test_cuda_lowering_m_grouped_scale_layout(clean_backend, masked, rows, force
     import re
 
     clean_backend.setattr(_backend, "cuda_device_info", lambda: ("9.0", "H100"))
-    if forced is None:
-        clean_backend.delenv("JAXGEMM_TMA_SCALES", raising=False)
-    else:
-        clean_backend.setenv("JAXGEMM_TMA_SCALES", forced)
+    _set_or_unset(clean_backend, "JAXGEMM_TMA_SCALES", forced)
     g, n, k = 3, 256, 640
     rng = np.random.default_rng(g)
     shape = (g, rows // g, k) if masked else (rows, k)
