@@ -73,6 +73,8 @@ for step in "$@"; do
       done ;;
     # Skewed m-grouped rows under forced tile configs (ZIPF_ARGS: tools/sweep_zipf.py's).
     zipf) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout ${ZIPF_TIMEOUT:-300} python3 tools/sweep_zipf.py ${ZIPF_ARGS} 2>&1 | tee -a "$OUT/sweep_zipf.log" | grep -E "^(zipf|balanced)|rror|wrote" ;;
+    # Masked m-grouped rows under forced tile configs (MASKED_ARGS: tools/sweep_masked.py's).
+    masked) XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout ${MASKED_TIMEOUT:-300} python3 tools/sweep_masked.py ${MASKED_ARGS} 2>&1 | tee -a "$OUT/sweep_masked.log" | grep -E "^[0-9]|^  |rror|wrote" ;;
     # Nsight Compute on the Zipf-256 FP8 kernel the heuristic picks (clocks left alone).
     ncu-zipf)
       XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout ${NCU_TIMEOUT:-240} /usr/local/cuda/bin/ncu --clock-control none --kernel-name regex:m_grouped_${NCU_DTYPE:-fp8} \
