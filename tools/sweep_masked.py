@@ -56,11 +56,18 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rows", default="1024,192")
     p.add_argument("--configs", default=DEFAULT_CONFIGS)
+    p.add_argument("--equal", action="store_true",
+                   help="every masked_m = expected_m (no ragged last tiles when it divides)")
+    p.add_argument("--dense-configs", default="heuristic",
+                   help="configs for the dense kernel on the same rows")
+    p.add_argument("--shapes", default="", help="only these GxMmaxxExNxK rows")
     args = p.parse_args()
     records = []
     for row in args.rows.split(","):
         for g, max_m, em, n, k in SHAPES[row]:
-            mm = masked_sizes(g, max_m, em)
+            if args.shapes and f"{g}x{max_m}x{em}x{n}x{k}" not in args.shapes.split(","):
+                continue
+            mm = np.full(g, em) if args.equal else masked_sizes(g, max_m, em)
             real = int(mm.sum())
             key = jax.random.PRNGKey(real)
             x = jax.random.normal(key, (g, max_m, k), BF16)
@@ -97,15 +104,19 @@ def main():
                         print(f"      {us:8.1f} us  {name[:90]}", flush=True)
             # The dense kernel on the same work as one [sum, K] x [N, K] GEMM.
             xd = qa[0].reshape(-1, k)[:real], qa[1].reshape(-1, qa[1].shape[-1])[:real]
-            fd = jax.jit(lambda a0, a1, b0, b1: jaxgemm.fp8_gemm_nt((a0, a1), (b0, b1)))
-            r = timing.time_op(fd, [(xd[0], xd[1], qb[0][0], qb[1][0])], reps=10)
-            print(f"  dense {real}x{n}x{k}: op {r['us']:7.1f} us {flops / r['us'] / 1e6:7.1f} TF "
-                  f"kernel {kernel_us(r):7.1f} us", flush=True)
-            records.append(dict(row=label, config="dense", us=round(r["us"], 1),
-                                kernel_us=round(kernel_us(r), 1),
-                                tflops=round(flops / r["us"] / 1e6, 1)))
+            for text in args.dense_configs.split(","):
+                cfg = None if text == "heuristic" else sweep_dense.parse_configs(
+                    text, fp8=True, out_bytes=2, sb_per_row=False)[0]
+                fd = jax.jit(lambda a0, a1, b0, b1: jaxgemm.fp8_gemm_nt((a0, a1), (b0, b1)))
+                with _kernels.force_config(cfg) if cfg else contextlib.nullcontext():
+                    r = timing.time_op(fd, [(xd[0], xd[1], qb[0][0], qb[1][0])], reps=10)
+                print(f"  dense {real}x{n}x{k} {text:12s}: op {r['us']:7.1f} us "
+                      f"{flops / r['us'] / 1e6:7.1f} TF kernel {kernel_us(r):7.1f} us", flush=True)
+                records.append(dict(row=label, config="dense " + text, us=round(r["us"], 1),
+                                    kernel_us=round(kernel_us(r), 1),
+                                    tflops=round(flops / r["us"] / 1e6, 1)))
             del x, w, qb, qa
-    print("wrote", common.write_results("sweep_masked", records))
+    print("wrote", common.write_results("sweep_masked", records, {"equal": args.equal}))
 
 
 if __name__ == "__main__":
