@@ -92,6 +92,8 @@ bool GemmSpec::validate(std::string* error) const {
     e << "scales_tma must be 0, 1 or 2";
   else if (scales_tma && (!is_fp8() || is_k_grouped() || is_pack()))
     e << "scales by TMA exist only for the FP8 dense and m-grouped GEMMs";
+  else if (scales_tma == 1 && is_grouped())
+    e << "the m-grouped GEMMs take their scales by TMA as row boxes only (scales_tma 2)";
   if (e.str().empty()) return true;
   *error = "invalid GEMM config (" + describe() + "): " + e.str();
   return false;

@@ -49,10 +49,9 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
   if (auto e = check_dims("b", b, in_type, {groups, spec.n, spec.k}, spec); e.failure()) return e;
   const void* sa_ptr = nullptr;
   const void* sb_ptr = nullptr;
-  // Scales by TMA: sa transposed, [ceil(K/128), rows padded to 4] (mode 1),
-  // or [rows, K blocks padded to 4] (mode 2, row boxes), the masked layout's
-  // groups' rows flattened either way; sb [G * ceil(N/128), K blocks padded
-  // to 4]; scale_descriptors checks those shapes.
+  // Scales by TMA (row boxes): sa [rows, K blocks padded to 4] (masked: the
+  // groups' rows flattened) and sb [G * ceil(N/128), K blocks padded to 4];
+  // scale_descriptors checks those shapes.
   CUtensorMap tm_sa{}, tm_sbb{};
   if (fp8 && spec.scales_tma) {
     auto sa = args.get<ffi::AnyBuffer>(1).value();

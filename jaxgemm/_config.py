@@ -179,10 +179,10 @@ GROUPED_TMA_SCALES_MIN_BLOCK_M = 256
 
 def grouped_scales_by_tma(block_m: int) -> int:
     """How the FP8 m-grouped GEMMs with ``block_m``-row tiles load their
-    scales: 2 TMA row boxes, 1 TMA from the transposed A scales (both from
-    the tile's first row, whatever its alignment) or 0 a cp.async warp.
-    ``JAXGEMM_TMA_SCALES=0/1/2`` forces one (A/B runs)."""
-    forced = _forced_tma_scales(("0", "1", "2"))
+    scales: 2 TMA row boxes (their tiles start at any row, which rules out
+    mode 1's transposed layout) or 0 a cp.async warp.
+    ``JAXGEMM_TMA_SCALES=0/2`` forces either (A/B runs)."""
+    forced = _forced_tma_scales(("0", "2"))
     if forced is not None:
         return forced
     return 2 if block_m >= GROUPED_TMA_SCALES_MIN_BLOCK_M else 0

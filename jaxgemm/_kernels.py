@@ -195,16 +195,12 @@ def _grouped_operands(a, sa, b, sb, out_dtype):
     return a_p, sa.astype(jnp.float32), b_p, sb_p
 
 
-def _grouped_tma_scales(sa, sb, cfg, out_dtype, mode):
-    """The m-grouped FP8 operands' scales in the layout of TMA scale path
-    `mode` (layout.h; the masked layout's groups flattened): A scales
-    transposed, [Kb, rows padded to 4] (1), or [rows, Kb4] (2, row boxes);
-    B scales [G * N blocks, Kb4]; and the config, its stages capped for row
-    boxes."""
-    sa4, sb4 = _tma_scales(sa.reshape(-1, sa.shape[-1]), sb.reshape(-1, sb.shape[-1]), mode)
-    if mode == 2:
-        cfg = _row_box_stages(cfg, np.dtype(out_dtype).itemsize, False, False)
-    return sa4, sb4, cfg
+def _grouped_tma_scales(sa, sb, cfg, out_dtype):
+    """The m-grouped FP8 operands' scales in the layout of the TMA row boxes
+    (layout.h): A scales [rows, Kb4] (the masked layout's groups flattened),
+    B scales [G * N blocks, Kb4]; and the config with its stages capped."""
+    sa4, sb4 = _tma_scales(sa.reshape(-1, sa.shape[-1]), sb.reshape(-1, sb.shape[-1]), 2)
+    return sa4, sb4, _row_box_stages(cfg, np.dtype(out_dtype).itemsize, False, False)
 
 
 def _grouped_config(rows_per_group, n, k, out_dtype, groups, num_sms, *, fp8=True,
@@ -282,7 +278,7 @@ def m_grouped_fp8_gemm_nt_contiguous(a, sa, b, sb, group_sizes, *, out_dtype, nu
     cfg = _grouped_config(m // g, n_pad, k_pad, out_dtype, g, num_sms, contiguous=True)
     tma = _config.grouped_scales_by_tma(cfg.block_m)
     if tma:
-        sa_p, sb_p, cfg = _grouped_tma_scales(sa_p, sb_p, cfg, out_dtype, tma)
+        sa_p, sb_p, cfg = _grouped_tma_scales(sa_p, sb_p, cfg, out_dtype)
     d = _grouped_call([a_p, sa_p, b_p, sb_p, group_sizes.astype(jnp.int32)], (m, n_pad),
                       out_dtype, n_pad, k_pad, cfg, masked=False, num_sms=num_sms,
                       scales_tma=tma)
@@ -301,7 +297,7 @@ def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtyp
     cfg = _grouped_config(int(expected_m or m_max), n_pad, k_pad, out_dtype, g, num_sms)
     tma = _config.grouped_scales_by_tma(cfg.block_m)
     if tma:
-        sa_p, sb_p, cfg = _grouped_tma_scales(sa_p, sb_p, cfg, out_dtype, tma)
+        sa_p, sb_p, cfg = _grouped_tma_scales(sa_p, sb_p, cfg, out_dtype)
     d = _grouped_call([a_p, sa_p, b_p, sb_p, masked_m.astype(jnp.int32)], (g, m_max, n_pad),
                       out_dtype, n_pad, k_pad, cfg, masked=_masked_attr(zero_masked_rows),
                       num_sms=num_sms, scales_tma=tma)

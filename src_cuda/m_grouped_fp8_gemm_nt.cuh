@@ -6,15 +6,13 @@
 // masked (kMasked true): A [G * M_max, K], B [G, N, K], D [G * M_max, N];
 //   rows of group g at or past sizes[g] (= masked_m) are zero.
 // Scales as in fp8_gemm_nt.cuh: sa [rows, ceil(K/128)], sb [G, ceil(N/128),
-// ceil(K/128)].  With kScaleMode 1 or 2 the TMA thread loads them with each
-// stage (gemm_common.cuh, TmaStageScales), from the tile's first row
-// whatever its alignment (rows past the tile's segment bring the next
-// group's scales; those rows are never stored): mode 1 one K block's
-// BLOCK_M row scales from sa transposed, [ceil(K/128), rows padded to 4];
-// mode 2 row boxes of 4 K blocks x BLOCK_M rows from sa with its K blocks
-// padded to 4 (no transpose, 4x the bytes).  Either way 4 K blocks x 2 of
-// the group's B scale blocks (sb seen as [G * ceil(N/128), K blocks padded
-// to 4]).  kScaleMode 0: a cp.async warp copies them.
+// ceil(K/128)]; with kScaleMode 2 both have their K blocks padded to 4 and
+// the TMA thread loads them with each stage as row boxes (gemm_common.cuh,
+// TmaStageScales): 4 K blocks x BLOCK_M rows of sa from the tile's first
+// row, whatever its alignment (rows past the tile's segment bring the next
+// group's scales; those rows are never stored), and 4 K blocks x 2 of the
+// group's B scale blocks (sb seen as [G * ceil(N/128), ...]).  kScaleMode 0:
+// a cp.async warp copies them.
 //
 // Same pipeline as fp8_gemm_nt.cuh (TMA producer, scales as above,
 // one or two math warpgroups with FP32 promotion every 128 of K, 2-CTA A
@@ -54,13 +52,12 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
   constexpr u32 kMathThreads = kMathWG * 128;
   constexpr bool kTmaScales = kScaleMode != 0;
-  constexpr bool kRowBoxes = kScaleMode == 2;
-  static_assert(kScaleMode <= 2, "m-grouped scales: cp.async, TMA or TMA row boxes");
+  static_assert(kScaleMode == 0 || kScaleMode == 2, "m-grouped scales: cp.async or row boxes");
   constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 1,
-                                                      kOutF32 ? 4 : 2, false, false, kRowBoxes);
+                                                      kOutF32 ? 4 : 2, false, false, kTmaScales);
   using Mma = WgmmaFp8<BLOCK_N>;
-  using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, false, kRowBoxes ? 4 : 1>;
-  using Scales = TmaStageScales<BLOCK_M, true, kRowBoxes>;
+  using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, false, kTmaScales ? 4 : 1>;
+  using Scales = TmaStageScales<BLOCK_M, true, true>;
   using Store = MaskedTileStore<BLOCK_N, kOutF32>;
   using Sched = GroupedScheduler<kMasked, BLOCK_M, kBandN, kCluster>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");

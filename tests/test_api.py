@@ -589,16 +589,14 @@ def test_cuda_lowering_bf16_pingpong_choice(clean_backend, switch, k, kernel, bl
 @pytest.mark.parametrize("masked,rows,forced,tma", [
     (False, 12288, None, 2), (True, 12288, None, 2),  # 256-row tiles: row boxes
     (False, 96, None, 0),                              # 64-row tiles: cp.async
-    (False, 96, "2", 2), (True, 96, "2", 2), (False, 12288, "0", 0),
-    (False, 96, "1", 1), (True, 96, "1", 1)])           # transposed A scales
+    (False, 96, "2", 2), (True, 96, "2", 2), (False, 12288, "0", 0)])
 def test_cuda_lowering_m_grouped_scale_layout(clean_backend, masked, rows, forced, tma):
     # Cross-lowered for CUDA (no GPU needed): the FP8 m-grouped call with
     # 256-row tiles hands the kernel its scales as TMA row boxes (scales_tma
     # = 2): K blocks padded to 4, A scales [rows, Kb4] (the masked layout's
     # groups flattened), B scales [G * N blocks, Kb4]; smaller tiles keep the
     # cp.async loader and the scales as they are (_config.
-    # grouped_scales_by_tma); JAXGEMM_TMA_SCALES=0/1/2 forces one (1: the A
-    # scales transposed, [Kb, rows padded to 4]).
+    # grouped_scales_by_tma); JAXGEMM_TMA_SCALES=0/2 forces either.
     import re
 
     clean_backend.setattr(_backend, "cuda_device_info", lambda: ("9.0", "H100"))
@@ -622,9 +620,7 @@ def test_cuda_lowering_m_grouped_scale_layout(clean_backend, masked, rows, force
              if "custom_call @jaxgemm_grouped_gemm" in ln]
     assert len(calls) == 1
     assert re.search(r"scales_tma = (\d)", calls[0]).group(1) == str(tma)
-    if tma == 1:  # [Kb, rows padded to 4]
-        sa, sb = f"tensor<5x{-(-rows // 4) * 4}xf32>", f"tensor<{g * 2}x8xf32>"
-    elif tma:
+    if tma:
         sa, sb = f"tensor<{rows}x8xf32>", f"tensor<{g * 2}x8xf32>"
     else:
         sa = f"tensor<{g}x{rows // g}x5xf32>" if masked else f"tensor<{rows}x5xf32>"

@@ -34,14 +34,12 @@ def grouped_kernels(monkeypatch):
     jax.clear_caches()
 
 
-@pytest.fixture(params=["cp.async", "tma", "tma-rows"])
+@pytest.fixture(params=["cp.async", "tma-rows"])
 def scale_path(request, monkeypatch):
-    """Every way the m-grouped FP8 kernels load their scales, forced whatever
-    the tile: a cp.async warp, TMA boxes of the transposed A scales or TMA
-    row boxes, both from the tile's first row whatever its alignment (an
-    unaligned start of the transposed layout's inner dimension)."""
-    monkeypatch.setenv("JAXGEMM_TMA_SCALES",
-                       {"cp.async": "0", "tma": "1", "tma-rows": "2"}[request.param])
+    """Both ways the m-grouped FP8 kernels load their scales, forced whatever
+    the tile: a cp.async warp, or TMA row boxes from the tile's first row,
+    whatever its alignment (the default for 256-row tiles)."""
+    monkeypatch.setenv("JAXGEMM_TMA_SCALES", {"cp.async": "0", "tma-rows": "2"}[request.param])
     return request.param
 
 
