@@ -59,7 +59,7 @@ def main():
     p.add_argument("--equal", action="store_true",
                    help="every masked_m = expected_m (no ragged last tiles when it divides)")
     p.add_argument("--dense-configs", default="heuristic",
-                   help="configs for the dense kernel on the same rows")
+                   help="configs for the dense kernel on the same rows ('none': skip)")
     p.add_argument("--shapes", default="", help="only these GxMmaxxExNxK rows")
     args = p.parse_args()
     records = []
@@ -77,7 +77,7 @@ def main():
             flops = 2.0 * real * n * k
             label = f"{g}x{max_m}x{em}x{n}x{k}"
             print(f"{label}: masked_m {mm.tolist()} (sum {real})", flush=True)
-            for text in args.configs.split(","):
+            for text in [c for c in args.configs.split(",") if c != "none"]:
                 cfg = None if text == "heuristic" else sweep_dense.parse_configs(
                     text, fp8=True, out_bytes=2, sb_per_row=False)[0]
                 fn = jax.jit(lambda a0, a1, b0, b1, s: jaxgemm.m_grouped_fp8_gemm_nt_masked(
@@ -104,7 +104,7 @@ def main():
                         print(f"      {us:8.1f} us  {name[:90]}", flush=True)
             # The dense kernel on the same work as one [sum, K] x [N, K] GEMM.
             xd = qa[0].reshape(-1, k)[:real], qa[1].reshape(-1, qa[1].shape[-1])[:real]
-            for text in args.dense_configs.split(","):
+            for text in [c for c in args.dense_configs.split(",") if c != "none"]:
                 cfg = None if text == "heuristic" else sweep_dense.parse_configs(
                     text, fp8=True, out_bytes=2, sb_per_row=False)[0]
                 fd = jax.jit(lambda a0, a1, b0, b1: jaxgemm.fp8_gemm_nt((a0, a1), (b0, b1)))
