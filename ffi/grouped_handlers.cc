@@ -97,12 +97,23 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
                         spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
             make_tma_2d(*drv, &tm_b, dtype, b.untyped_data(), spec.k, groups * spec.n, row_bytes,
                         box_k, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B, &error);
+  // D as [rows, N] for the FP8 kernels' TMA stores of whole tiles (masked:
+  // the groups' M_max rows flattened); the same slab boxes as the dense D.
+  CUtensorMap tm_d{};
+  if (ok && fp8) {
+    const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, spec.out_bytes());
+    ok = make_tma_2d(*drv, &tm_d,
+                     spec.out_f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                     d->untyped_data(), spec.n, rows,
+                     spec.n * spec.out_bytes(), slab_cols, 64,
+                     swizzle_for_row_bytes(slab_cols * spec.out_bytes()), &error);
+  }
   if (!ok) return internal(error, spec);
   const void* sizes_ptr = sizes.untyped_data();
   void* d_ptr = d->untyped_data();
   uint32_t m32 = static_cast<uint32_t>(m), g32 = static_cast<uint32_t>(groups);
-  void* fp8_params[] = {&tm_a,   &tm_b,      &tm_sa, &tm_sbb, &sa_ptr,
-                        &sb_ptr, &sizes_ptr, &d_ptr, &m32,    &g32};
+  void* fp8_params[] = {&tm_a,   &tm_b,   &tm_sa,     &tm_sbb, &tm_d,
+                        &sa_ptr, &sb_ptr, &sizes_ptr, &d_ptr,  &m32, &g32};
   void* bf16_params[] = {&tm_a, &tm_b, &sizes_ptr, &d_ptr, &m32, &g32};
   if (!state->kernel.launch(stream, grid, fp8 ? fp8_params : bf16_params, &error))
     return internal(error, spec);

@@ -19,9 +19,14 @@
 // multicast); the differences: the tile order comes from GroupedScheduler
 // (segments from the device-side sizes, tiles starting at a group's first
 // row whether aligned or not), B rows and scales are those of the tile's
-// group, and the epilogue stores only the rows of the tile's segment (a
-// tile's last rows may belong to the next group), through shared memory and
-// 16-byte predicated stores.  Zero tiles skip the main loop; on 128-row
+// group, and the epilogue: a tile whose rows all lie in its segment goes
+// out by TMA stores as in the dense kernel; a tile whose last rows belong to
+// the next group (or lie past the segment) stores only its segment's rows,
+// through shared memory and 16-byte predicated stores.  (Nsight Compute,
+// H200, 2026-11-28: with the row-by-row store on every tile, the masked
+// expected_m = 1024 rows ran 12-21% behind the dense kernel on the same rows
+// and tiles, its extra samples almost all in that store's address math and
+// STGs.)  Zero tiles skip the main loop; on 128-row
 // tiles the second math warpgroup skips its wgmma when none of its 64 rows
 // are in the segment (a Zipf-skewed MoE has mostly groups of a few dozen
 // rows: half the tensor work was rows that are never stored).
@@ -42,6 +47,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
                                  const __grid_constant__ TmaDesc tm_b,
                                  const __grid_constant__ TmaDesc tm_sa,
                                  const __grid_constant__ TmaDesc tm_sbb,
+                                 const __grid_constant__ TmaDesc tm_d,
                                  const float* __restrict__ sa, const float* __restrict__ sb,
                                  const int* __restrict__ sizes, unsigned char* __restrict__ d,
                                  u32 m, u32 groups) {
@@ -59,12 +65,14 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, false, kTmaScales ? 4 : 1>;
   using Scales = TmaStageScales<BLOCK_M, true, true>;
   using Store = MaskedTileStore<BLOCK_N, kOutF32>;
+  using FullStore = TileStore<BLOCK_N, kOutF32>;
   using Sched = GroupedScheduler<kMasked, BLOCK_M, kBandN, kCluster>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
   static_assert(jaxgemm_plan::fits_two_scale_blocks(BLOCK_N),
                 "block N would straddle three B scale blocks");
-  static_assert(Store::kBytes * kMathWG <= kPlan.d_tile, "output staging does not fit");
+  static_assert(FullStore::kBytes * kMathWG <= kPlan.d_tile, "output staging ring does not fit");
+  static_assert(Store::kBytes <= FullStore::kBytes, "the row store's slab lies in the ring");
   static_assert(kPlan.total <= jaxgemm_plan::kMaxDynamicSmem, "shared memory plan too large");
   static_assert(kCluster == 1 || kCluster == 2, "cluster of 1 or 2 CTAs");
   constexpr u32 kLdBytes = SHAPE_N * (kOutF32 ? 4 : 2);
@@ -91,7 +99,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     tma_prefetch_desc(&tm_sa);
     tma_prefetch_desc(&tm_sbb);
   }
-  gemm_prologue(ring, init, kMathWG * 4, kTmaScales ? 1 : 1 + 32, &tm_a, &tm_b);
+  gemm_prologue(ring, init, kMathWG * 4, kTmaScales ? 1 : 1 + 32, &tm_a, &tm_b, &tm_d);
 
   Sched sched(sizes, groups, m, SHAPE_N, BLOCK_N);
 
@@ -150,7 +158,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
     const u32 wg_thread = tid % 128, warp = wg_thread / 32, lane = tid % 32;
     const Math math(wg, warp, lane);
     const StageView view = stage_view(sm, kPlan);
-    u32 stage = 0, phase = 0;
+    u32 stage = 0, phase = 0, store_seq = 0;
     for (u32 t = sched.first_unit(); sched.find(t); t += sched.unit_stride()) {
       u32 row0, row_end, nb;
       int g;
@@ -169,14 +177,31 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
       float fin[kWaves][Mma::kNumAccum];
       math.run(fin, g >= 0 ? kNumKBlocks : 0, ring, view, stage, phase, lane, boundary, live);
       const u32 st_thread = opaque(wg_thread);  // epilogue addressing after the K loop
-      // An idle warpgroup's store writes no row (all are past row_end); not
-      // skipping it keeps `live` out of the registers held across the K loop
-      // (held, it spilled 4 bytes at 128x192 under NVRTC 13.5).
+      if (row0 + BLOCK_M <= row_end) {
+        // Every row is the segment's: TMA stores through the staging ring
+        // (D seen as [rows, N]; masked: the groups' M_max rows flattened).
 #pragma unroll
-      for (u32 w = 0; w < kWaves; ++w)
-        Store::run(fin[w], sm.d + wg * Store::kBytes, d, kLdBytes,
-                   row0 + (wg * kWaves + w) * 64, row_end, n0, SHAPE_N, st_thread, 1 + wg);
+        for (u32 w = 0; w < kWaves; ++w)
+          FullStore::run(fin[w], sm.d + wg * FullStore::kBytes, &tm_d,
+                         row0 + (wg * kWaves + w) * 64, n0, kMasked ? groups * m : m, SHAPE_N,
+                         st_thread, 1 + wg, store_seq);
+      } else {
+        // The row store's slab is the ring's first buffer: the TMA stores
+        // still reading the ring finish first (the row store's first barrier
+        // publishes that), and its last reads finish before the ring is
+        // written again.  An idle warpgroup's store writes no row (all are
+        // past row_end); not skipping it keeps `live` out of the registers
+        // held across the K loop (held, it spilled 4 bytes at 128x192 under
+        // NVRTC 13.5).
+        if (st_thread == 0) tma_store_wait_read<0>();
+#pragma unroll
+        for (u32 w = 0; w < kWaves; ++w)
+          Store::run(fin[w], sm.d + wg * FullStore::kBytes, d, kLdBytes,
+                     row0 + (wg * kWaves + w) * 64, row_end, n0, SHAPE_N, st_thread, 1 + wg);
+        named_barrier_sync(1 + wg, 128);
+      }
     }
+    FullStore::drain(wg_thread);
   }
   if constexpr (kCluster > 1) cluster_sync();
 }
