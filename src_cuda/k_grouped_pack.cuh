@@ -122,27 +122,26 @@ __global__ void __launch_bounds__(256) k_grouped_pack_kernel(const unsigned char
       *reinterpret_cast<U32x4*>(out + static_cast<u64>(c0 + col4 + c) * kOutRowBytes + b * 128 +
                                 h * 16) = U32x4{col[c][0], col[c][1], col[c][2], col[c][3]};
     }
-    return;
-  }
-
-  // BF16 store: out row c0 + col gets 128 tokens = 16 chunks of 16 bytes.
-  constexpr u32 kChunksPerRow = 8 * kElemBytes;
-  constexpr u32 kOutRowBytes = R * 128 * kElemBytes;
+  } else {
+    // BF16 store: out row c0 + col gets 128 tokens = 16 chunks of 16 bytes.
+    constexpr u32 kChunksPerRow = 8 * kElemBytes;
+    constexpr u32 kOutRowBytes = R * 128 * kElemBytes;
 #pragma unroll
-  for (u32 i = 0; i < 4; ++i) {
-    const u32 c = tid + 256 * i;
-    const u32 col = c / kChunksPerRow, chunk = c % kChunksPerRow;
-    if (c0 + col >= X_PAD) continue;
-    alignas(16) unsigned char bytes[16];
+    for (u32 i = 0; i < 4; ++i) {
+      const u32 c = tid + 256 * i;
+      const u32 col = c / kChunksPerRow, chunk = c % kChunksPerRow;
+      if (c0 + col >= X_PAD) continue;
+      alignas(16) unsigned char bytes[16];
 #pragma unroll
-    for (u32 t = 0; t < kTokPerChunk; ++t) {
-      const unsigned char* p = tile + (chunk * kTokPerChunk + t) * kStride + col * kElemBytes;
+      for (u32 t = 0; t < kTokPerChunk; ++t) {
+        const unsigned char* p = tile + (chunk * kTokPerChunk + t) * kStride + col * kElemBytes;
 #pragma unroll
-      for (u32 e = 0; e < kElemBytes; ++e) bytes[t * kElemBytes + e] = p[e];
+        for (u32 e = 0; e < kElemBytes; ++e) bytes[t * kElemBytes + e] = p[e];
+      }
+      *reinterpret_cast<U32x4*>(out + static_cast<u64>(c0 + col) * kOutRowBytes +
+                                b * 128 * kElemBytes + chunk * 16) =
+          *reinterpret_cast<const U32x4*>(bytes);
     }
-    *reinterpret_cast<U32x4*>(out + static_cast<u64>(c0 + col) * kOutRowBytes +
-                              b * 128 * kElemBytes + chunk * 16) =
-        *reinterpret_cast<const U32x4*>(bytes);
   }
 }
 
