@@ -46,17 +46,15 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
   const uint32_t box_k = static_cast<uint32_t>(128 / spec.in_bytes());  // one 128-byte row
   CUtensorMap tm_a, tm_b, tm_d, tm_c, tm_sb;
   std::memset(&tm_sb, 0, sizeof tm_sb);
-  const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, spec.out_bytes());
+  const uint32_t slab_cols = spec.smem_plan().slab_cols;
   bool ok =
       make_tma_2d(*drv, &tm_a, in_dtype, a.untyped_data(), spec.k, m, spec.k * spec.in_bytes(),
                   box_k, spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
       make_tma_2d(*drv, &tm_b, in_dtype, b.untyped_data(), spec.k, spec.n,
                   spec.k * spec.in_bytes(), box_k, spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B,
                   &error) &&
-      make_tma_2d(*drv, &tm_d,
-                  spec.out_f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                  d->untyped_data(), spec.n, m, spec.n * spec.out_bytes(), slab_cols, 64,
-                  swizzle_for_row_bytes(slab_cols * spec.out_bytes()), &error);
+      make_output_slab_desc(*drv, &tm_d, spec.out_f32, d->untyped_data(), spec.n, m, 0, slab_cols,
+                            &error);
   if (!ok) return internal(error, spec);
   // C: the same boxes as D (its slabs are loaded where D's are staged);
   // without C the kernel never reads tm_c.
@@ -64,8 +62,8 @@ ffi::Error DenseExecute(CUstream stream, KernelState* state, ffi::RemainingArgs 
   if (spec.accumulate) {
     auto c = args.get<ffi::AnyBuffer>(num_required).value();
     if (auto e = check_dims("c", c, ffi::DataType::F32, {m, spec.n}, spec); e.failure()) return e;
-    if (!make_tma_2d(*drv, &tm_c, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, c.untyped_data(), spec.n, m,
-                     spec.n * 4, slab_cols, 64, swizzle_for_row_bytes(slab_cols * 4), &error))
+    if (!make_output_slab_desc(*drv, &tm_c, true, c.untyped_data(), spec.n, m, 0, slab_cols,
+                               &error))
       return internal(error, spec);
   }
 

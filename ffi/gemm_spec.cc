@@ -34,16 +34,19 @@ unsigned GemmSpec::threads() const {
   return jaxgemm_plan::gemm_threads(static_cast<unsigned>(block_m));
 }
 
-unsigned GemmSpec::smem_bytes() const {
-  if (smem_override > 0) return static_cast<unsigned>(smem_override);
-  if (is_pack()) return 0;  // static shared memory only
+jaxgemm_plan::GemmSmemPlan GemmSpec::smem_plan() const {
   return jaxgemm_plan::gemm_smem_plan(static_cast<unsigned>(block_m),
                                       static_cast<unsigned>(block_n),
                                       static_cast<unsigned>(stages),
                                       static_cast<unsigned>(in_bytes()),
                                       static_cast<unsigned>(out_bytes()), sb_per_row,
-                                      adds_c(), scales_tma == 2)
-      .total;
+                                      adds_c(), scales_tma == 2);
+}
+
+unsigned GemmSpec::smem_bytes() const {
+  if (smem_override > 0) return static_cast<unsigned>(smem_override);
+  if (is_pack()) return 0;  // static shared memory only
+  return smem_plan().total;
 }
 
 bool GemmSpec::validate(std::string* error) const {

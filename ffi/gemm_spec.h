@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "jit_cache.h"
+#include "smem_plan.h"
 
 namespace jaxgemm {
 
@@ -51,6 +52,10 @@ struct GemmSpec {
   bool adds_c() const { return accumulate && !is_grouped() && !is_pack(); }
   unsigned threads() const;
   unsigned smem_bytes() const;  // from src_cuda/smem_plan.h
+  // The kernel's shared-memory plan (src_cuda/smem_plan.h), from the same
+  // arguments the kernel template passes; its slab_cols sets the output
+  // descriptors' boxes.
+  jaxgemm_plan::GemmSmemPlan smem_plan() const;
   // Rejects specs the kernels cannot run (unknown kernel, bad block sizes).
   bool validate(std::string* error) const;
   KernelRequest request() const;

@@ -101,12 +101,8 @@ ffi::Error GroupedExecute(CUstream stream, KernelState* state, ffi::RemainingArg
   // the groups' M_max rows flattened); the same slab boxes as the dense D.
   CUtensorMap tm_d{};
   if (ok && fp8) {
-    const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, spec.out_bytes());
-    ok = make_tma_2d(*drv, &tm_d,
-                     spec.out_f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                     d->untyped_data(), spec.n, rows,
-                     spec.n * spec.out_bytes(), slab_cols, 64,
-                     swizzle_for_row_bytes(slab_cols * spec.out_bytes()), &error);
+    ok = make_output_slab_desc(*drv, &tm_d, spec.out_f32, d->untyped_data(), spec.n, rows, 0,
+                               spec.smem_plan().slab_cols, &error);
   }
   if (!ok) return internal(error, spec);
   const void* sizes_ptr = sizes.untyped_data();
@@ -156,15 +152,15 @@ ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingAr
   const auto dtype = fp8 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   const int64_t row_bytes = spec.k * spec.in_bytes();
   const uint32_t box_k = static_cast<uint32_t>(128 / spec.in_bytes());  // one 128-byte row
-  const uint32_t slab_cols = jaxgemm_plan::store_slab_cols(spec.block_n, 4);
+  const uint32_t slab_cols = spec.smem_plan().slab_cols;
   CUtensorMap tm_a, tm_b, tm_d, tm_c, tm_sb;
   bool ok =
       make_tma_2d(*drv, &tm_a, dtype, a.untyped_data(), spec.k, spec.m, row_bytes, box_k,
                   spec.block_m / spec.cluster, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
       make_tma_2d(*drv, &tm_b, dtype, b.untyped_data(), spec.k, spec.n, row_bytes, box_k,
                   spec.block_n, CU_TENSOR_MAP_SWIZZLE_128B, &error) &&
-      make_tma_3d(*drv, &tm_d, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, d->untyped_data(), spec.n, spec.m,
-                  groups, spec.n * 4, slab_cols, 64, swizzle_for_row_bytes(slab_cols * 4), &error);
+      make_output_slab_desc(*drv, &tm_d, true, d->untyped_data(), spec.n, spec.m, groups,
+                            slab_cols, &error);
   if (!ok) return internal(error, spec);
   // C: the same boxes as D; without C the kernel never reads tm_c.
   tm_c = tm_d;
@@ -172,9 +168,8 @@ ffi::Error KGroupedExecute(CUstream stream, KernelState* state, ffi::RemainingAr
     auto c = args.get<ffi::AnyBuffer>(c_index).value();
     if (auto e = check_dims("c", c, DT::F32, {groups, spec.m, spec.n}, spec); e.failure())
       return e;
-    if (!make_tma_3d(*drv, &tm_c, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, c.untyped_data(), spec.n,
-                     spec.m, groups, spec.n * 4, slab_cols, 64,
-                     swizzle_for_row_bytes(slab_cols * 4), &error))
+    if (!make_output_slab_desc(*drv, &tm_c, true, c.untyped_data(), spec.n, spec.m, groups,
+                               slab_cols, &error))
       return internal(error, spec);
   }
   const void* sizes_ptr = sizes.untyped_data();

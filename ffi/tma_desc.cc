@@ -58,4 +58,16 @@ bool make_tma_3d(const CudaDriver& drv, CUtensorMap* out, CUtensorMapDataType dt
   return true;
 }
 
+bool make_output_slab_desc(const CudaDriver& drv, CUtensorMap* out, bool f32, void* ptr,
+                           uint64_t n, uint64_t rows, uint64_t groups, uint32_t slab_cols,
+                           std::string* error) {
+  const uint32_t elem = f32 ? 4 : 2;
+  const auto dtype = f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  const auto swizzle = swizzle_for_row_bytes(slab_cols * elem);
+  if (groups == 0)
+    return make_tma_2d(drv, out, dtype, ptr, n, rows, n * elem, slab_cols, 64, swizzle, error);
+  return make_tma_3d(drv, out, dtype, ptr, n, rows, groups, n * elem, slab_cols, 64, swizzle,
+                     error);
+}
+
 }  // namespace jaxgemm

@@ -29,4 +29,12 @@ bool make_tma_3d(const CudaDriver& drv, CUtensorMap* out, CUtensorMapDataType dt
                  uint32_t box_inner, uint32_t box_outer, CUtensorMapSwizzle swizzle,
                  std::string* error);
 
+// The output slabs of the GEMM epilogues (TileStore, src_cuda/gemm_common.cuh):
+// D or C, FP32 or BF16, seen as [rows, n] (groups == 0) or [groups, rows, n],
+// in boxes of 64 rows x slab_cols columns (the kernel plan's slab_cols),
+// swizzled by the slab's row bytes as the kernel writes them.
+bool make_output_slab_desc(const CudaDriver& drv, CUtensorMap* out, bool f32, void* ptr,
+                           uint64_t n, uint64_t rows, uint64_t groups, uint32_t slab_cols,
+                           std::string* error);
+
 }  // namespace jaxgemm

@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr auto kPlan = jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 2,
                                                       kOutF32 ? 4 : 2, false, kAccumulate);
   using Mma = WgmmaBf16<BLOCK_N>;
-  using Store = TileStore<BLOCK_N, kOutF32>;
+  using Store = TileStore<BLOCK_N, kOutF32, kPlan.slab_cols>;
   using AddC = TileAddCStore<BLOCK_N>;
   static_assert(kWaves * Mma::kNumAccum <= 128, "accumulators: two waves of at most 128 columns");
   static_assert(BLOCK_N % 8 == 0, "wgmma N is a multiple of 8");

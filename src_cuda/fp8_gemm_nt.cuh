@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   // (the FP32-accumulate pick at 2112x4096x7168) it cost 2-3%.
   using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, kSbPerRow, kRowBoxes ? 4 : 1,
                            (BLOCK_N < 192)>;
-  using Store = TileStore<BLOCK_N, kOutF32>;
+  using Store = TileStore<BLOCK_N, kOutF32, kPlan.slab_cols>;
   using AddC = TileAddCStore<BLOCK_N>;
   using Scales = TmaStageScales<BLOCK_M, !kSbPerRow, kRowBoxes>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");

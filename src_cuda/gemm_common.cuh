@@ -284,14 +284,15 @@ __device__ __forceinline__ void publish_slab(const unsigned char* slab, const Tm
 // M and N.  The wgmma accumulator layout: acc[4j + {0,1}] = (row r, cols
 // 8j + 2q + {0,1}) and acc[4j + {2,3}] = (row r + 8, same cols), with
 // r = 16 * warp + lane / 4 and q = lane % 4.
-template <u32 BLOCK_N, bool kOutF32>
+// kSlabCols: the kernel plan's slab_cols (src_cuda/smem_plan.h), which the
+// host's D descriptor boxes match.
+template <u32 BLOCK_N, bool kOutF32, u32 kSlabCols>
 struct TileStore {
   static constexpr u32 kOutBytes = kOutF32 ? 4 : 2;
-  static constexpr u32 kSlabCols = jaxgemm_plan::store_slab_cols(BLOCK_N, kOutBytes);
   static constexpr u32 kRowBytes = kSlabCols * kOutBytes;
   static constexpr u32 kNumSlabs = BLOCK_N / kSlabCols;
   static constexpr u32 kSlabBytes = 64 * kRowBytes;
-  static constexpr u32 kRing = jaxgemm_plan::store_ring_slabs(BLOCK_N, kOutBytes);
+  static constexpr u32 kRing = jaxgemm_plan::store_ring_slabs(BLOCK_N, kSlabCols);
   static constexpr u32 kBytes = kRing * kSlabBytes;  // one warpgroup's staging ring
   static_assert(BLOCK_N % kSlabCols == 0, "block N must be a multiple of the store slab");
   static_assert(kSlabBytes % 1024 == 0, "slabs must keep the swizzle period aligned");

@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr auto kPlan =
       jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 2, 4, false, kAccumulate);
   using Mma = WgmmaBf16<BLOCK_N>;
-  using Store = TileStore<BLOCK_N, true>;
+  using Store = TileStore<BLOCK_N, true, kPlan.slab_cols>;
   using AddC = TileAddCStore<BLOCK_N>;
   using Sched = KGroupedScheduler<BLOCK_M, kBandN, kCluster>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");

@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr auto kPlan =
       jaxgemm_plan::gemm_smem_plan(BLOCK_M, BLOCK_N, kStages, 2, kOutF32 ? 4 : 2, false);
   using Mma = WgmmaBf16<BLOCK_N>;
-  using Store = MaskedTileStore<BLOCK_N, kOutF32>;
+  using Store = MaskedTileStore<BLOCK_N, kOutF32, kPlan.slab_cols>;
   using Sched = GroupedScheduler<kMasked, BLOCK_M, kBandN, kCluster>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");

@@ -64,8 +64,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   using Mma = WgmmaFp8<BLOCK_N>;
   using Math = Fp8TileMath<Mma, BLOCK_M, BLOCK_N, kWaves, false, kTmaScales ? 4 : 1>;
   using Scales = TmaStageScales<BLOCK_M, true, true>;
-  using Store = MaskedTileStore<BLOCK_N, kOutF32>;
-  using FullStore = TileStore<BLOCK_N, kOutF32>;
+  using Store = MaskedTileStore<BLOCK_N, kOutF32, kPlan.slab_cols>;
+  using FullStore = TileStore<BLOCK_N, kOutF32, kPlan.slab_cols>;
   using Sched = GroupedScheduler<kMasked, BLOCK_M, kBandN, kCluster>;
   static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");

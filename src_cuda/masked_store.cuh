@@ -8,10 +8,10 @@
 namespace jaxgemm {
 
 // Stores a 64 x BLOCK_N wave to rows [row0, row_end) and columns < n of D.
-template <u32 BLOCK_N, bool kOutF32>
+// kSlabCols: the kernel plan's slab_cols (src_cuda/smem_plan.h).
+template <u32 BLOCK_N, bool kOutF32, u32 kSlabCols>
 struct MaskedTileStore {
   static constexpr u32 kOutBytes = kOutF32 ? 4 : 2;
-  static constexpr u32 kSlabCols = jaxgemm_plan::store_slab_cols(BLOCK_N, kOutBytes);
   static constexpr u32 kRowBytes = kSlabCols * kOutBytes;
   static constexpr u32 kNumSlabs = BLOCK_N / kSlabCols;
   static constexpr u32 kBytes = 64 * kRowBytes;  // one slab buffer per warpgroup

@@ -59,19 +59,24 @@ JAXGEMM_HD constexpr bool reg_split_fits(unsigned block_m, unsigned producer_reg
 // slab buffers, so staging costs 16 KiB per warpgroup at most instead of a
 // whole tile, and the freed shared memory goes to pipeline stages.
 // The slab's row size in bytes is also its TMA swizzle mode (128/64/32 B;
-// 16 B means no swizzle).  Host and kernel both read it from here.
+// 16 B means no swizzle).  Kernels and host handlers take a config's slab
+// width from its plan (gemm_smem_plan's slab_cols below).
 JAXGEMM_HD constexpr unsigned store_slab_cols(unsigned block_n, unsigned out_bytes) {
   return block_n % (128 / out_bytes) == 0   ? 128 / out_bytes
          : block_n % (64 / out_bytes) == 0  ? 64 / out_bytes
          : block_n % (32 / out_bytes) == 0  ? 32 / out_bytes
                                             : 16 / out_bytes;
 }
-JAXGEMM_HD constexpr unsigned store_slab_bytes_per_row(unsigned block_n, unsigned out_bytes) {
-  return store_slab_cols(block_n, out_bytes) * out_bytes;
+
+JAXGEMM_HD constexpr unsigned store_ring_slabs(unsigned block_n, unsigned slab_cols) {
+  return block_n / slab_cols < 2 ? 1 : 2;
 }
 
-JAXGEMM_HD constexpr unsigned store_ring_slabs(unsigned block_n, unsigned out_bytes) {
-  return block_n / store_slab_cols(block_n, out_bytes) < 2 ? 1 : 2;
+// Staging bytes of the slab rings of a config's math warpgroups.
+JAXGEMM_HD constexpr unsigned store_ring_bytes(unsigned block_m, unsigned block_n,
+                                               unsigned out_bytes, unsigned slab_cols) {
+  return math_warpgroups(block_m) * store_ring_slabs(block_n, slab_cols) * 64 * slab_cols *
+         out_bytes;
 }
 
 // The k-grouped kernels run one 64-row wave per math warpgroup (two waves
@@ -81,6 +86,7 @@ constexpr unsigned kKGroupedMaxBlockM = 128;
 
 struct GemmSmemPlan {
   unsigned a_stage, b_stage, sb_stage, sf_stage, stage, d_tile, barriers, total;
+  unsigned slab_cols;  // output staging slab width (columns), see store_slab_cols
 };
 
 JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned block_n, unsigned stages,
@@ -98,16 +104,18 @@ JAXGEMM_HD constexpr GemmSmemPlan gemm_smem_plan(unsigned block_m, unsigned bloc
   // K blocks (a 16-byte TMA box row), of which the stage uses one.
   p.sf_stage = in_bytes == 1 ? align_up(block_m * 4 * (a_scale_rows_x4 ? 4 : 1) + 32, 128) : 0;
   p.stage = p.a_stage + p.b_stage + p.sb_stage + p.sf_stage;
+  p.barriers = stages * 2 * 8 + (add_c ? math_warpgroups(block_m) * 8 : 0);
   // Each math warpgroup stages its output through a small ring of slabs, or
   // with C one whole 64-row block (one wave), and then has a barrier for
-  // C's loads.
+  // C's loads.  Slab rows are as wide as block N allows (128 bytes at most):
+  // narrower slabs buy pipeline stages (the FP8 256x128 tile a 4th with
+  // 64-byte rows) but measured no faster (H200, 2026-11-28: 256x128 -2 to
+  // +1%, 128x192 with a 5th stage -2 to -5%; results/ab/stages_release_20261128).
+  p.slab_cols = store_slab_cols(block_n, out_bytes);
   p.d_tile = add_c ? align_up(math_warpgroups(block_m) * 64 * block_n * out_bytes, 1024)
-                   : align_up(math_warpgroups(block_m) * store_ring_slabs(block_n, out_bytes) *
-                                  64 * store_slab_bytes_per_row(block_n, out_bytes),
-                              1024);
-  p.barriers = stages * 2 * 8 + (add_c ? math_warpgroups(block_m) * 8 : 0);
+                   : align_up(store_ring_bytes(block_m, block_n, out_bytes, p.slab_cols), 1024);
   // 1024 bytes of slack: the kernel aligns the dynamic smem base to 1024.
-  p.total = 1024 + p.d_tile + stages * p.stage + p.barriers;
+  p.total = 1024 + stages * p.stage + p.barriers + p.d_tile;
   return p;
 }
 
