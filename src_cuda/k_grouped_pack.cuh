@@ -11,11 +11,11 @@
 // This is the FP8 wgmma's K-major requirement plus the group padding that
 // keeps every 128-token scale block inside one group.  One CTA transposes one
 // 128-token x 128-byte tile through shared memory: coalesced 16-byte loads
-// along x's rows, coalesced 16-byte stores along out's rows.  FP8: each
-// thread reads 16 tokens x 4 columns as 16 words (a swizzle of the tile's
-// 16-byte chunks puts a warp's reads in 32 distinct banks) and transposes
-// them with byte permutes; the byte-by-byte reads this replaced hit one bank
-// 8 ways and held the packer near 1.9 TB/s on the H100.  (XLA fuses the
+// along x's rows, coalesced 16-byte stores along out's rows.  Each thread
+// reads whole words of the tile (16 tokens x 4 FP8 columns, or 8 tokens x 2
+// BF16 columns; a swizzle of the tile puts a warp's reads in 32 distinct
+// banks) and transposes them with byte permutes; the byte-by-byte reads this
+// replaced hit one bank 8 ways and held the packer near 1.9 TB/s on the H100.  (XLA fuses the
 // equivalent gather + transpose into one loop fusion with strided reads,
 // ~0.1 TB/s on the H100.)  `sizes` are clamped (non-negative, summing to at
 // most K_total; jaxgemm/_groups.py).
@@ -34,9 +34,9 @@ __global__ void __launch_bounds__(256) k_grouped_pack_kernel(const unsigned char
   constexpr u32 kCols = 128 / kElemBytes;         // x columns per tile (128 bytes)
   constexpr u32 kRowBytes = X * kElemBytes;       // one token row of x
   constexpr bool kVec = kRowBytes % 16 == 0;      // 16-byte loads stay aligned
-  // Smem row pitch: BF16 pads rows to spread its byte-wise reads' banks; FP8
-  // rows are unpadded and swizzled instead (see the FP8 store below).
-  constexpr u32 kStride = kElemBytes == 1 ? 128 : 128 + 16;
+  // Smem rows are unpadded; their 16-byte chunks are swizzled instead (see
+  // the stores below).
+  constexpr u32 kStride = 128;
   constexpr u32 kTokPerChunk = 16 / kElemBytes;   // tokens in one 16-byte output chunk
   __shared__ __align__(16) unsigned char tile[128 * kStride];
   __shared__ u32 s_tok0, s_valid;
@@ -85,8 +85,15 @@ __global__ void __launch_bounds__(256) k_grouped_pack_kernel(const unsigned char
         v = *reinterpret_cast<const U32x4*>(bytes);
       }
     }
-    // FP8: the row's 16-byte chunk q lies at chunk q ^ (row / 16 % 8).
-    const u32 slot = kElemBytes == 1 ? byte0 ^ (((row / 16) % 8) * 16) : byte0;
+    // FP8: the row's 16-byte chunk q lies at chunk q ^ (row / 16 % 8).  BF16:
+    // word i of the row lies at word i ^ s, s = 2 * (row / 8 % 16): chunk
+    // q ^ (s / 4), its two word pairs swapped when s & 2.
+    u32 slot = byte0 ^ (((row / 16) % 8) * 16);
+    if constexpr (kElemBytes == 2) {
+      const u32 s = 2 * ((row / 8) % 16);
+      slot = byte0 ^ ((s / 4) * 16);
+      if (s & 2) v = U32x4{v.z, v.w, v.x, v.y};
+    }
     *reinterpret_cast<U32x4*>(tile + row * kStride + slot) = v;
   }
   __syncthreads();
@@ -123,24 +130,30 @@ __global__ void __launch_bounds__(256) k_grouped_pack_kernel(const unsigned char
                                 h * 16) = U32x4{col[c][0], col[c][1], col[c][2], col[c][3]};
     }
   } else {
-    // BF16 store: out row c0 + col gets 128 tokens = 16 chunks of 16 bytes.
-    constexpr u32 kChunksPerRow = 8 * kElemBytes;
-    constexpr u32 kOutRowBytes = R * 128 * kElemBytes;
+    // BF16.  Thread (warp w, lane 16 * j + h), for i = 0, 1: columns 2p and
+    // 2p + 1, p = 4w + 2i + j (word p of each token row, at word p ^ 2h), of
+    // tokens 8h .. 8h + 7 (rows 8h + t, whose swizzle is 2h); a warp's reads
+    // hit 32 banks, and the 16 lanes of one j write one output row's 256 bytes.
+    const u32 warp = tid / 32, lane = tid % 32, j = lane / 16, h = lane % 16;
+    constexpr u32 kOutRowBytes = R * 128 * 2;
 #pragma unroll
-    for (u32 i = 0; i < 4; ++i) {
-      const u32 c = tid + 256 * i;
-      const u32 col = c / kChunksPerRow, chunk = c % kChunksPerRow;
-      if (c0 + col >= X_PAD) continue;
-      alignas(16) unsigned char bytes[16];
+    for (u32 i = 0; i < 2; ++i) {
+      const u32 p = 4 * warp + 2 * i + j;
+      u32 w[8];
 #pragma unroll
-      for (u32 t = 0; t < kTokPerChunk; ++t) {
-        const unsigned char* p = tile + (chunk * kTokPerChunk + t) * kStride + col * kElemBytes;
+      for (u32 t = 0; t < 8; ++t)
+        w[t] = *reinterpret_cast<const u32*>(tile + (8 * h + t) * kStride + 4 * (p ^ (2 * h)));
+      u32 lo[4], hi[4];  // tokens 2u, 2u + 1 of column 2p (lo) and 2p + 1 (hi)
 #pragma unroll
-        for (u32 e = 0; e < kElemBytes; ++e) bytes[t * kElemBytes + e] = p[e];
+      for (u32 u = 0; u < 4; ++u) {
+        lo[u] = __byte_perm(w[2 * u], w[2 * u + 1], 0x5410);
+        hi[u] = __byte_perm(w[2 * u], w[2 * u + 1], 0x7632);
       }
-      *reinterpret_cast<U32x4*>(out + static_cast<u64>(c0 + col) * kOutRowBytes +
-                                b * 128 * kElemBytes + chunk * 16) =
-          *reinterpret_cast<const U32x4*>(bytes);
+      const u64 at = static_cast<u64>(c0 + 2 * p) * kOutRowBytes + b * 256 + h * 16;
+      if (c0 + 2 * p < X_PAD)
+        *reinterpret_cast<U32x4*>(out + at) = U32x4{lo[0], lo[1], lo[2], lo[3]};
+      if (c0 + 2 * p + 1 < X_PAD)
+        *reinterpret_cast<U32x4*>(out + at + kOutRowBytes) = U32x4{hi[0], hi[1], hi[2], hi[3]};
     }
   }
 }
