@@ -48,7 +48,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   constexpr u32 kNumKBlocks = (SHAPE_K + BLOCK_K - 1) / BLOCK_K;
   constexpr u32 kNumNScaleBlocks = (SHAPE_N + 127) / 128;
   constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
-  constexpr u32 kProducerRegs = 40;
+  // Three math warpgroups (block_m 192): 32 + 3 x 160 fills the 512-thread pool.
+  constexpr u32 kProducerRegs = kMathWG == 3 ? 32 : 40;
   static_assert(jaxgemm_plan::reg_split_fits(BLOCK_M, kProducerRegs),
                 "setmaxnreg split exceeds the launch register pool (the alloc would hang)");
   constexpr u32 kWaves = jaxgemm_plan::m_waves(BLOCK_M);
@@ -65,7 +66,8 @@ __global__ void __launch_bounds__(jaxgemm_plan::gemm_threads(BLOCK_M), 1)
   using Store = TileStore<BLOCK_N, kOutF32, kPlan.slab_cols>;
   using AddC = TileAddCStore<BLOCK_N>;
   using Scales = TmaStageScales<BLOCK_M, !kSbPerRow, kRowBoxes>;
-  static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "block M is 64, 128 or 256");
+  static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 192 || BLOCK_M == 256,
+                "block M is 64, 128, 192 or 256");
   static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "wgmma N is a multiple of 8 up to 256");
   static_assert(kSbPerRow || jaxgemm_plan::fits_two_scale_blocks(BLOCK_N),
                 "block N would straddle three B scale blocks");

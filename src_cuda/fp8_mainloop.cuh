@@ -45,7 +45,8 @@ __device__ __forceinline__ StageView stage_view(const GemmSmem& s,
 template <typename Mma, u32 BLOCK_M, u32 BLOCK_N, u32 kWaves, bool kSbPerRow, u32 kAStride = 1,
           bool kRowFirst = true>
 struct Fp8TileMath {
-  static constexpr bool kStagger = jaxgemm_plan::math_warpgroups(BLOCK_M) == 2;
+  static constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
+  static constexpr bool kStagger = kMathWG >= 2;
   static constexpr u32 kAcc = Mma::kNumAccum;
   static constexpr u32 kKSteps = 128 / 32;
   // The result plus two accumulators in flight; 192 leaves ~40 of the 232
@@ -57,8 +58,10 @@ struct Fp8TileMath {
   // promotion), in the serial schedule: the result, one accumulator and
   // BLOCK_N / 4 scale registers (128 columns: 160) fit where the pipelined
   // schedule's three accumulators plus the scales would not.
-  static constexpr bool kPreloadCols = kSbPerRow && kWaves == 1 && 2 * kAcc + BLOCK_N / 4 <= 176;
-  static constexpr bool kPipelined = kWaves == 1 && 3 * kAcc <= 192 && !kPreloadCols;
+  static constexpr bool kPreloadCols = kSbPerRow && kWaves == 1 && 2 * kAcc + BLOCK_N / 4 <= 176 &&
+                                       jaxgemm_plan::math_warpgroups(BLOCK_M) <= 2;
+  static constexpr bool kPipelined = kWaves == 1 && 3 * kAcc <= 192 && !kPreloadCols &&
+                                     jaxgemm_plan::math_warpgroups(BLOCK_M) <= 2;
 
   // A stage's scales for one wave of this thread: its two rows' A scales and
   // (per-block B scales) the tile's two B block scales for K block kb.
@@ -213,15 +216,27 @@ struct Fp8TileMath {
   // idle; offset, one promotes while the other's wgmma runs, and the offset
   // persists through the tile.  (Defining JAXGEMM_NO_STAGGER in a copy of
   // this header turns it off, for same-run A/B timing.)
-  static constexpr u32 kStaggerBarrier = 7;  // named barrier ids 1-2 are the epilogue's
+  // Warpgroup w + 1 waits on barrier kStaggerBarrier + w (7, and 8 with three
+  // math warpgroups); named barrier ids 1-3 are the epilogue's.
+  static constexpr u32 kStaggerBarrier = 7;
   __device__ __forceinline__ void stagger_wait() const {
 #ifndef JAXGEMM_NO_STAGGER
-    if (kStagger && wg == 1) named_barrier_sync(kStaggerBarrier, 256);
+    if constexpr (kMathWG == 2) {
+      if (wg == 1) named_barrier_sync(kStaggerBarrier, 256);
+    } else if constexpr (kMathWG == 3) {
+      if (wg == 1) named_barrier_sync(kStaggerBarrier, 256);
+      if (wg == 2) named_barrier_sync(kStaggerBarrier + 1, 256);
+    }
 #endif
   }
   __device__ __forceinline__ void stagger_signal() const {
 #ifndef JAXGEMM_NO_STAGGER
-    if (kStagger && wg == 0) named_barrier_arrive(kStaggerBarrier, 256);
+    if constexpr (kMathWG == 2) {
+      if (wg == 0) named_barrier_arrive(kStaggerBarrier, 256);
+    } else if constexpr (kMathWG == 3) {
+      if (wg == 0) named_barrier_arrive(kStaggerBarrier, 256);
+      if (wg == 1) named_barrier_arrive(kStaggerBarrier + 1, 256);
+    }
 #endif
   }
 

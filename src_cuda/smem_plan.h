@@ -30,7 +30,11 @@ JAXGEMM_HD constexpr unsigned align_up(unsigned x, unsigned a) { return (x + a -
 // stage.  `in_bytes` is 1 for FP8, 2 for BF16 (BF16 stages take half the K).
 // Math warpgroups of a config: one for a 64-row tile, else two, each taking
 // block_m / 128 consecutive 64-row "waves" of the tile (block_m 256: two).
-JAXGEMM_HD constexpr unsigned math_warpgroups(unsigned block_m) { return block_m <= 64 ? 1 : 2; }
+// block_m 192 (dense FP8 only): three math warpgroups of one wave each, so
+// that two warpgroups' wgmmas are queued while the third promotes.
+JAXGEMM_HD constexpr unsigned math_warpgroups(unsigned block_m) {
+  return block_m <= 64 ? 1 : block_m == 192 ? 3 : 2;
+}
 JAXGEMM_HD constexpr unsigned m_waves(unsigned block_m) { return block_m / (64 * math_warpgroups(block_m)); }
 JAXGEMM_HD constexpr unsigned gemm_threads(unsigned block_m) { return 128 * (math_warpgroups(block_m) + 1); }
 
@@ -41,7 +45,9 @@ JAXGEMM_HD constexpr unsigned gemm_threads(unsigned block_m) { return 128 * (mat
 // at most 255, rounded down to 8: 168 for 384 threads, 248 for 256), and an
 // increase the pool cannot cover waits forever (a hang, not an error): every
 // kernel static_asserts its split with reg_split_fits.
-JAXGEMM_HD constexpr unsigned math_regs(unsigned block_m) { return math_warpgroups(block_m) == 1 ? 248 : 232; }
+JAXGEMM_HD constexpr unsigned math_regs(unsigned block_m) {
+  return math_warpgroups(block_m) == 1 ? 248 : math_warpgroups(block_m) == 2 ? 232 : 160;
+}
 // A kernel whose math warpgroups need less than math_regs (BF16: no
 // promotion) may pass its own figure and give the producer more.
 JAXGEMM_HD constexpr bool reg_split_fits(unsigned block_m, unsigned producer_regs,
