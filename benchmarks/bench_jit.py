@@ -27,10 +27,12 @@ def main():
         acc = set_name == "dense_fp32_accumulate"
         for (m, n, k) in shapes[set_name]:
             cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=4 if acc else 2,
-                                       sb_per_row=acc, add_c=acc)
+                                       sb_per_row=acc, add_c=acc,
+                                       three_warpgroups=_config.three_warpgroups_allowed(m))
             specs.append((f"{set_name} {m}x{n}x{k}", _kernels._gemm_attrs(
                 "fp8_gemm_nt", n, k, cfg.block_m, cfg.block_n, cfg.stages, cluster=cfg.cluster,
-                out_f32=int(acc), accumulate=int(acc), sb_per_row=int(acc))))
+                out_f32=int(acc), accumulate=int(acc), sb_per_row=int(acc),
+                scales_tma=_config.scales_by_tma(m))))
     for spec in _kernels.SAMPLE_SPECS:
         if "grouped" in spec["kernel"] or spec["kernel"].startswith("bf16"):
             specs.append((_kernels.sample_spec_id(spec), spec))

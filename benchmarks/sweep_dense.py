@@ -41,7 +41,8 @@ def candidates(m, n, k, *, fp8, out_bytes, sb_per_row, top, add_c=False):
                 cfg = _config.GemmConfig(bm, bn, st, cluster)
                 scored.append(cfg)
     pick = _config.dense_config(m, n, k, fp8=fp8, out_bytes=out_bytes, sb_per_row=sb_per_row,
-                                add_c=add_c)
+                                add_c=add_c,
+                                three_warpgroups=fp8 and _config.three_warpgroups_allowed(m))
     # Rank by a coarse wave count so the sweep covers good and bad fills.
     def waves(c):
         units = math.ceil(m / c.block_m) * math.ceil(math.ceil(n / c.block_n) / c.cluster)

@@ -34,7 +34,15 @@ _HBM_BYTES = 3.0e12
 # Tensor-pipe efficiency by block M, fitted to the H100 sweep of 2026-11-27
 # (benchmarks/results/sweep_dense_*): one math warpgroup cannot overlap its
 # FP8 promotion with its own wgmma; two can; 256-row tiles halve B traffic.
-_FP8_EFFICIENCY = {64: 0.55, 128: 0.75, 256: 0.8}
+_FP8_EFFICIENCY = {64: 0.55, 128: 0.75, 192: 0.79, 256: 0.8}
+# 192-row FP8 tiles run three math warpgroups of one 64-row wave each
+# (src_cuda/smem_plan.h), so two warpgroups' wgmmas queue while the third
+# promotes.  Dense, per-block B scales, no C, no cluster only (what was
+# measured).  H200 sweep of 2026-11-28 (results/ab/three_wg_20261128): 192x128
+# c1 ran 5-6% ahead of 128x192 c1 on four M = 4096 shapes and 8-12% behind
+# 256x128 c2; 0.79 puts it where the model's other two entries sit against
+# those measurements (both over-predicted by 5-7%).
+_THREE_WG_BLOCK_M = 192
 _BF16_EFFICIENCY = {64: 0.7, 128: 0.85, 256: 0.9}
 # FP8 with per-row B scales (the FP32-accumulate weight-gradient form), from
 # _PER_ROW_MODEL_MIN_M rows (the range the sweep covered was 2112-7168;
@@ -132,6 +140,8 @@ def _block_n_candidates(fp8: bool, sb_per_row: bool, block_m: int) -> list[int]:
     # for FP8 promotion) must fit the 232/248-register budget.
     if block_m == 256:
         max_bn = 128
+    elif block_m == _THREE_WG_BLOCK_M:
+        max_bn = 128  # a result and an accumulator in 160 registers
     else:
         max_bn = 192 if fp8 else 256
     out = []
@@ -167,6 +177,13 @@ def scales_by_tma(rows: int) -> int:
     return int(rows >= TMA_SCALES_MIN_ROWS) if forced is None else forced
 
 
+def three_warpgroups_allowed(rows: int) -> bool:
+    """Whether a dense FP8 GEMM over ``rows`` rows may take 192-row tiles
+    (three math warpgroups): measured with the scales loaded by TMA from the
+    transposed layout (scales_tma 1) only."""
+    return scales_by_tma(rows) == 1
+
+
 #: FP8 m-grouped GEMMs with tiles of at least this many rows take their
 #: scales by TMA row boxes.  Measured (H100, 2026-11-28, against the cp.async
 #: warp, runs on two machines): 256-row tiles +1-5% on the contiguous
@@ -190,11 +207,15 @@ def grouped_scales_by_tma(block_m: int) -> int:
 
 def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                  sb_per_row: bool = False, num_sms: int | None = None,
-                 max_block_m: int = 256, add_c: bool = False) -> GemmConfig:
+                 max_block_m: int = 256, add_c: bool = False,
+                 three_warpgroups: bool = False) -> GemmConfig:
     """Block sizes, cluster and stages for a dense NT GEMM of shape (m, n, k);
-    ``add_c``: D = C + A @ B^T read from a separate FP32 C."""
+    ``add_c``: D = C + A @ B^T read from a separate FP32 C;
+    ``three_warpgroups``: 192-row tiles may be picked (only the dense FP8
+    kernel runs them)."""
     return dense_config_and_time(m, n, k, fp8=fp8, out_bytes=out_bytes, sb_per_row=sb_per_row,
-                                 num_sms=num_sms, max_block_m=max_block_m, add_c=add_c)[0]
+                                 num_sms=num_sms, max_block_m=max_block_m, add_c=add_c,
+                                 three_warpgroups=three_warpgroups)[0]
 
 
 # BF16 dense at short K: the ping-pong kernel, whose warpgroups take
@@ -296,17 +317,26 @@ def config_time(m: int, n: int, k: int, cfg: GemmConfig, *, fp8: bool, out_bytes
 
 def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                           sb_per_row: bool = False, num_sms: int | None = None,
-                          max_block_m: int = 256,
-                          add_c: bool = False) -> tuple[GemmConfig, float]:
+                          max_block_m: int = 256, add_c: bool = False,
+                          three_warpgroups: bool = False) -> tuple[GemmConfig, float]:
     """:func:`dense_config` and the model's time estimate (seconds)."""
     sms = num_sms or H100_SMS
     in_bytes = 1 if fp8 else 2
     best = None
-    for bm in (64, 128, 256):
+    # 192-row tiles: where they were measured (BF16 out, M >= 1024 with the
+    # scales loaded by TMA; the caller says so: the cp.async loader warp
+    # spills 4 bytes in the three-warpgroup kernel's 32-register producer).
+    three_wg = (three_warpgroups and fp8 and not sb_per_row and not add_c and out_bytes == 2
+                and max_block_m >= 256 and m >= TMA_SCALES_MIN_ROWS)
+    for bm in (64, 128, _THREE_WG_BLOCK_M, 256):
         if bm > max_block_m or (bm > 64 and m <= bm // 2):
+            continue
+        if bm == _THREE_WG_BLOCK_M and not three_wg:
             continue
         for cluster in (1, 2):
             if (bm // cluster) % 8 or cluster > sms:
+                continue
+            if bm == _THREE_WG_BLOCK_M and cluster > 1:
                 continue
             if cluster > 1 and m < _MIN_M_FOR_CLUSTER:
                 continue

@@ -104,6 +104,14 @@ def _is_per_row(sb_rows: int, n: int) -> bool:
     return sb_rows == n and n != layout.num_scale_blocks(n)
 
 
+def _fp8_dense_config(m, n, k, out_bytes, *, sb_per_row=False, add_c=False, num_sms=None):
+    """The dense FP8 kernel's tile: the model's pick, 192-row tiles allowed
+    where the scales come by TMA (_config.three_warpgroups_allowed)."""
+    return _config.dense_config(m, n, k, fp8=True, out_bytes=out_bytes, sb_per_row=sb_per_row,
+                                num_sms=num_sms, add_c=add_c,
+                                three_warpgroups=_config.three_warpgroups_allowed(m))
+
+
 def fp8_gemm_nt(a, sa, b, sb, c=None, *, out_dtype, num_sms=None):
     m, k = a.shape
     n = b.shape[0]
@@ -132,9 +140,9 @@ def fp8_gemm_nt(a, sa, b, sb, c=None, *, out_dtype, num_sms=None):
     operands = [a_p, sa_k, b_p, sb_k]
     if c is not None:
         operands.append(_pad_axis(c.astype(jnp.float32), 1, n_align))
-    cfg = _forced_config or _config.dense_config(
-        m, n_pad, k_pad, fp8=True, out_bytes=out_dtype.itemsize, sb_per_row=sb_per_row,
-        num_sms=num_sms, add_c=c is not None)
+    cfg = _forced_config or _fp8_dense_config(m, n_pad, k_pad, out_dtype.itemsize,
+                                              sb_per_row=sb_per_row, add_c=c is not None,
+                                              num_sms=num_sms)
     if tma == 2:
         cfg = _row_box_stages(cfg, out_dtype.itemsize, sb_per_row, c is not None)
     d = _dense_call("fp8_gemm_nt", operands, m, n_pad, k_pad, out_dtype, cfg,

@@ -81,6 +81,34 @@ def test_fp8_tiles_at_large_m_follow_the_sweep(m, n, k, want):
     assert (cfg.block_m, cfg.block_n, cfg.cluster) == want, cfg
 
 
+@pytest.mark.parametrize("m,n,k,want", [
+    (4096, 2112, 7168, (192, 128, 1)),   # 1132 vs 1078 (128x192 c1), 891 (256x128 c2)
+    (4096, 7168, 16384, (256, 128, 2)),  # 1302 vs 1160 (192x128 c1)
+    (4096, 4096, 7168, (256, 128, 2)),   # 1270 vs 1112
+    (4096, 7168, 2048, (256, 128, 2)),   # 1171 vs 1075
+])
+def test_fp8_three_warpgroup_tiles_follow_the_sweep(m, n, k, want):
+    # H200 sweep of 2026-11-28 (results/ab/three_wg_20261128): the 192-row
+    # tile (three math warpgroups) wins where it fills the last wave better.
+    cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=2, three_warpgroups=True)
+    assert (cfg.block_m, cfg.block_n, cfg.cluster) == want, cfg
+    assert _kernels._fp8_dense_config(m, n, k, 2) == cfg  # what fp8_gemm_nt runs
+
+
+@pytest.mark.parametrize("kw", [dict(out_bytes=4, sb_per_row=True, add_c=True),
+                                dict(out_bytes=4), dict(out_bytes=2, max_block_m=128)])
+def test_three_warpgroup_tiles_only_where_measured(kw):
+    # FP32 out, C, per-row B scales: not measured with 192-row tiles.
+    for m, n, k in [(4096, 2112, 7168), (3072, 7168, 7168), (2048, 7168, 2048)]:
+        cfg = _config.dense_config(m, n, k, fp8=True, three_warpgroups=True, **kw)
+        assert cfg.block_m != 192, (m, n, k, kw, cfg)
+    # Below the TMA-scale row count the caller does not ask for them.
+    assert not _config.three_warpgroups_allowed(512)
+    # The m-grouped kernels run no 192-row tiles.
+    for g, rows in [(4, 1024), (6, 680), (8, 512)]:
+        assert _kernels._grouped_config(rows, 2112, 7168, BF16, g, None).block_m != 192
+
+
 @pytest.mark.parametrize("m,n,k,want", [(2112, 4096, 7168, (128, 192, 1)),
                                          (7168, 4096, 2048, (128, 128, 1)),
                                          (4096, 4096, 7168, (128, 128, 1)),

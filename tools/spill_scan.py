@@ -39,7 +39,8 @@ def benchmark_specs() -> list[dict]:
 
     pad = lambda v: -(-v // 128) * 128  # noqa: E731  (N and K of the benchmark shapes)
     for m, n, k in shapes["dense_fp8_nt"]:
-        cfg = _config.dense_config(m, pad(n), pad(k), fp8=True, out_bytes=2)
+        cfg = _config.dense_config(m, pad(n), pad(k), fp8=True, out_bytes=2,
+                                   three_warpgroups=_config.three_warpgroups_allowed(m))
         add(kernel="fp8_gemm_nt", n=pad(n), k=pad(k), scales_tma=_config.scales_by_tma(m),
             **cfg_kw(cfg))
         cfg = _config.bf16_dense_config(m, pad(n), pad(k), out_bytes=2)
