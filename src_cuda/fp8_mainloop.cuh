@@ -46,7 +46,6 @@ template <typename Mma, u32 BLOCK_M, u32 BLOCK_N, u32 kWaves, bool kSbPerRow, u3
           bool kRowFirst = true>
 struct Fp8TileMath {
   static constexpr u32 kMathWG = jaxgemm_plan::math_warpgroups(BLOCK_M);
-  static constexpr bool kStagger = kMathWG >= 2;
   static constexpr u32 kAcc = Mma::kNumAccum;
   static constexpr u32 kKSteps = 128 / 32;
   // The result plus two accumulators in flight; 192 leaves ~40 of the 232

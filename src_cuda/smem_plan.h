@@ -30,8 +30,9 @@ JAXGEMM_HD constexpr unsigned align_up(unsigned x, unsigned a) { return (x + a -
 // stage.  `in_bytes` is 1 for FP8, 2 for BF16 (BF16 stages take half the K).
 // Math warpgroups of a config: one for a 64-row tile, else two, each taking
 // block_m / 128 consecutive 64-row "waves" of the tile (block_m 256: two).
-// block_m 192 (dense FP8 only): three math warpgroups of one wave each, so
-// that two warpgroups' wgmmas are queued while the third promotes.
+// block_m 192 (dense FP8 only, no cluster: with one its producer spills):
+// three math warpgroups of one wave each, so that two warpgroups' wgmmas are
+// queued while the third promotes.
 JAXGEMM_HD constexpr unsigned math_warpgroups(unsigned block_m) {
   return block_m <= 64 ? 1 : block_m == 192 ? 3 : 2;
 }
