@@ -78,8 +78,10 @@ bool GemmSpec::validate(std::string* error) const {
   else if (n % layout::contiguous_alignment(out_bytes()) != 0)
     e << "n=" << n << " must be a multiple of " << layout::contiguous_alignment(out_bytes());
   else if (block_m != 64 && block_m != 128 && block_m != 256 &&
-           !(block_m == 192 && kernel == "fp8_gemm_nt" && block_n <= 128 && cluster == 1))
-    e << "block_m must be 64, 128 or 256 (192: dense FP8 only, block_n <= 128, cluster 1)";
+           !(block_m == 192 && kernel == "fp8_gemm_nt" && block_n <= 128 && cluster == 1 &&
+             !accumulate && !sb_per_row))
+    e << "block_m must be 64, 128 or 256 (192: dense FP8 with per-block B scales and no C, "
+         "block_n <= 128, cluster 1)";
   else if (cluster != 1 && cluster != 2 && cluster != 4)
     e << "cluster must be 1, 2 or 4";
   else if ((block_m / cluster) % 8 != 0)

@@ -146,6 +146,25 @@ def test_invalid_spec_is_rejected_before_compiling():
             _ext.native.compile_kernel(dict(pingpong, **bad))
 
 
+def test_three_warpgroup_tiles():
+    # 192-row FP8 tiles: three math warpgroups (512 threads), serial schedule
+    # (a result and one accumulator in 160 registers), no local memory.
+    spec = dict(_kernels.SAMPLE_SPECS[0], n=2112, k=7168, block_m=192, block_n=128,
+                stages=_config._max_stages(192, 128, 1, 2, False), cluster=1, scales_tma=1)
+    info = _ext.native.compile_kernel(spec, True)
+    assert info["threads"] == 512
+    sass = _sass(spec)
+    assert "LDL" not in "\n".join(sass) and "STL" not in "\n".join(sass)
+    waits = [ln for ln in sass if ln.startswith("WARPGROUP.DEPBAR.LE gsb0")]
+    assert waits and not any("0x1" in w for w in waits), waits
+    # Only where measured: dense FP8, per-block B scales, no C, no cluster.
+    for bad in (dict(cluster=2), dict(block_n=144), dict(accumulate=1, out_f32=1),
+                dict(sb_per_row=1), dict(kernel="bf16_gemm_nt"),
+                dict(kernel="m_grouped_fp8_gemm_nt")):
+        with pytest.raises(ValueError, match="block_m must be"):
+            _ext.native.compile_kernel(dict(spec, **bad))
+
+
 def test_benchmark_kernels_compile_without_spills():
     # Every kernel the benchmark sets launch (the heuristic's picks), not just
     # the samples: spills showed up only at some K and stage counts (4-stage

@@ -24,6 +24,21 @@ CONFIGS = [(64, 16, 4, 1), (64, 48, 4, 2), (128, 96, 4, 1), (128, 128, 3, 2), (2
 if os.environ.get("SANITIZE_CONFIGS"):
     CONFIGS = [tuple(int(v) for v in c.replace("c", "x").split("x"))
                for c in os.environ["SANITIZE_CONFIGS"].split(",")]
+# 192-row tiles (three math warpgroups): dense FP8, per-block B scales, no C,
+# no cluster only; on 2 SMs so that each CTA walks several tiles.
+THREE_WG = [] if os.environ.get("SANITIZE_CONFIGS") else [(192, 128, 4, 1), (192, 96, 4, 1)]
+for (m, n, k) in [(1, 8, 128), (77, 136, 384), (200, 264, 640), (1100, 264, 640)]:
+    for bm, bn, st, cl in THREE_WG:
+        a = jax.random.normal(jax.random.PRNGKey(m + 1), (m, k))
+        b = jax.random.normal(jax.random.PRNGKey(n + 1), (n, k))
+        qa, qb = jaxgemm.per_token_cast_to_fp8(a), jaxgemm.per_block_cast_to_fp8(b)
+        ref = (np.asarray(jaxgemm.dequantize(*qa), np.float64)
+               @ np.asarray(jaxgemm.dequantize(*qb), np.float64).T)
+        with _kernels.force_config(_config.GemmConfig(bm, bn, st, cl)):
+            out = jax.jit(lambda x, y: jaxgemm.fp8_gemm_nt(x, y, num_sms=2))(qa, qb)
+        err = np.abs(np.asarray(out, np.float64) - ref).max() / (np.abs(ref).max() + 1e-9)
+        print(f"{m}x{n}x{k} {bm}x{bn}x{st} c{cl} (three warpgroups): rel err {err:.2e}",
+              flush=True)
 for (m, n, k) in [(1, 8, 128), (77, 136, 384), (200, 264, 640)]:
     a = jax.random.normal(jax.random.PRNGKey(m), (m, k))
     b = jax.random.normal(jax.random.PRNGKey(n), (n, k))
