@@ -26,9 +26,7 @@ def main():
     for set_name in ("dense_fp8_nt", "dense_fp32_accumulate"):
         acc = set_name == "dense_fp32_accumulate"
         for (m, n, k) in shapes[set_name]:
-            cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=4 if acc else 2,
-                                       sb_per_row=acc, add_c=acc,
-                                       three_warpgroups=_config.three_warpgroups_allowed(m))
+            cfg = _kernels._fp8_dense_config(m, n, k, 4 if acc else 2, sb_per_row=acc, add_c=acc)
             specs.append((f"{set_name} {m}x{n}x{k}", _kernels._gemm_attrs(
                 "fp8_gemm_nt", n, k, cfg.block_m, cfg.block_n, cfg.stages, cluster=cfg.cluster,
                 out_f32=int(acc), accumulate=int(acc), sb_per_row=int(acc),

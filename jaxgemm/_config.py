@@ -327,7 +327,7 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
     # scales loaded by TMA; the caller says so: the cp.async loader warp
     # spills 4 bytes in the three-warpgroup kernel's 32-register producer).
     three_wg = (three_warpgroups and fp8 and not sb_per_row and not add_c and out_bytes == 2
-                and max_block_m >= 256 and m >= TMA_SCALES_MIN_ROWS)
+                and m >= TMA_SCALES_MIN_ROWS)
     for bm in (64, 128, _THREE_WG_BLOCK_M, 256):
         if bm > max_block_m or (bm > 64 and m <= bm // 2):
             continue

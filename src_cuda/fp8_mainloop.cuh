@@ -57,10 +57,10 @@ struct Fp8TileMath {
   // promotion), in the serial schedule: the result, one accumulator and
   // BLOCK_N / 4 scale registers (128 columns: 160) fit where the pipelined
   // schedule's three accumulators plus the scales would not.
-  static constexpr bool kPreloadCols = kSbPerRow && kWaves == 1 && 2 * kAcc + BLOCK_N / 4 <= 176 &&
-                                       jaxgemm_plan::math_warpgroups(BLOCK_M) <= 2;
-  static constexpr bool kPipelined = kWaves == 1 && 3 * kAcc <= 192 && !kPreloadCols &&
-                                     jaxgemm_plan::math_warpgroups(BLOCK_M) <= 2;
+  // (Three math warpgroups have 160 registers each: serial schedule only.)
+  static constexpr bool kPreloadCols =
+      kSbPerRow && kWaves == 1 && 2 * kAcc + BLOCK_N / 4 <= 176 && kMathWG <= 2;
+  static constexpr bool kPipelined = kWaves == 1 && 3 * kAcc <= 192 && !kPreloadCols && kMathWG <= 2;
 
   // A stage's scales for one wave of this thread: its two rows' A scales and
   // (per-block B scales) the tile's two B block scales for K block kb.

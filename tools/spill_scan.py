@@ -39,15 +39,14 @@ def benchmark_specs() -> list[dict]:
 
     pad = lambda v: -(-v // 128) * 128  # noqa: E731  (N and K of the benchmark shapes)
     for m, n, k in shapes["dense_fp8_nt"]:
-        cfg = _config.dense_config(m, pad(n), pad(k), fp8=True, out_bytes=2,
-                                   three_warpgroups=_config.three_warpgroups_allowed(m))
+        cfg = _kernels._fp8_dense_config(m, pad(n), pad(k), 2)
         add(kernel="fp8_gemm_nt", n=pad(n), k=pad(k), scales_tma=_config.scales_by_tma(m),
             **cfg_kw(cfg))
         cfg = _config.bf16_dense_config(m, pad(n), pad(k), out_bytes=2)
         add(kernel="bf16_gemm_nt_pingpong" if cfg.pingpong else "bf16_gemm_nt", n=pad(n),
             k=pad(k), **cfg_kw(cfg))
     for m, n, k in shapes["dense_fp32_accumulate"]:
-        cfg = _config.dense_config(m, n, k, fp8=True, out_bytes=4, sb_per_row=True, add_c=True)
+        cfg = _kernels._fp8_dense_config(m, n, k, 4, sb_per_row=True, add_c=True)
         add(kernel="fp8_gemm_nt", n=n, k=k, out_f32=1, accumulate=1, sb_per_row=1,
             scales_tma=_config.scales_by_tma(m), **cfg_kw(cfg))
     contiguous = shapes["m_grouped_contiguous"]
