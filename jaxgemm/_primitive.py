@@ -29,6 +29,9 @@ the implementation is picked when lowering, by the backend policy
 (:mod:`jaxgemm._backend`): ``KERNEL_IMPLS[name]`` when it exists and the
 policy resolves to ``"kernel"``, else the reference.
 
+Differentiation: JVP and transpose rules in :mod:`jaxgemm._autodiff`
+(registered at the end of this module).
+
 Batching: the dense ops fold a batch axis of the A side (A, its scale, C)
 into M when B is unbatched (one call); every other case maps the primitive
 over the batch with ``jax.lax.map``.
@@ -294,3 +297,10 @@ def get_primitive(name: str) -> Primitive:
 def bind(name: str, *operands, **params):
     """Bind primitive ``name`` (operands already validated and in NT layout)."""
     return PRIMITIVES[name].bind(*operands, **params)
+
+
+# Differentiation rules (jaxgemm._autodiff): JVPs and transposes that run the
+# backward GEMMs on the same primitives.
+from jaxgemm import _autodiff  # noqa: E402
+
+_autodiff.register(PRIMITIVES)
