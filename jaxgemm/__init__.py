@@ -71,6 +71,7 @@ from jaxgemm._backend import (  # noqa: F401
     set_backend,
     set_num_sms,
 )
+from jaxgemm._export import export_disabled_checks  # noqa: F401
 from jaxgemm._groups import check_group_sizes  # noqa: F401
 from jaxgemm.ops.dense import (  # noqa: F401
     bf16_gemm_nn,
@@ -117,7 +118,8 @@ __all__ = [
     "per_token_cast_to_fp8", "per_block_cast_to_fp8", "per_block_cast_to_fp8_grouped",
     "per_token_cast_to_fp8_grouped", "dequantize", "dequantize_k_grouped",
     "set_backend", "backend", "get_backend", "set_num_sms", "get_num_sms",
-    "hopper_available", "check_group_sizes", "layout", "__version__",
+    "hopper_available", "check_group_sizes", "export_disabled_checks", "layout",
+    "__version__",
 ]
 
 # ---------------------------------------------------------------------------
