@@ -250,13 +250,78 @@ def _grouped_batch(prim, args, dims, **params):
     return _map_batch(prim, args, dims, params)
 
 
+# ------------------------------------------------- shard_map varying axes
+#
+# Inside ``jax.shard_map`` every value's type says over which manual mesh axes
+# it varies (jax >= 0.10: ``aval.mat.varying``; earlier ``aval.vma``), and
+# transposition checks that a cotangent has its primal's type.  JAX's own
+# primitives first cast every operand to the union of the operands' varying
+# axes (pvary: its transpose sums the cotangent of an invariant operand, such
+# as a replicated weight, over those axes) and give the result that union.
+# The jaxgemm primitives do the same; without it their results were typed
+# invariant, which broke jax.grad inside shard_map and let an out_specs that
+# promised replication pass unchecked.
+
+
+def _varying_axes(aval) -> frozenset:
+    mat = getattr(aval, "mat", None)
+    if mat is not None:
+        return frozenset(mat.varying)
+    return frozenset(getattr(aval, "vma", ()) or ())
+
+
+def _with_varying(out, axes: frozenset, avals):
+    if not axes:
+        return out
+    mesh = next((a.sharding.mesh for a in avals
+                 if getattr(a, "sharding", None) is not None and not a.sharding.mesh.empty), None)
+    if mesh is not None and out.sharding.mesh.empty:
+        # The manual axes live on the shard_map's mesh: type the result on it.
+        out = out.update(sharding=jax.sharding.NamedSharding(
+            mesh, jax.sharding.PartitionSpec(*[None] * len(out.shape))))
+    if hasattr(out, "update_manual_axis_type"):
+        return out.update_manual_axis_type(out.mat.update(varying=axes))
+    return out.update(vma=axes)  # pragma: no cover - jax < 0.10
+
+
+def _cast_varying(x, axes: tuple):
+    if hasattr(jax.lax, "pcast"):
+        return jax.lax.pcast(x, axes, to="varying")
+    return jax.lax.pvary(x, axes)  # pragma: no cover - jax < 0.10
+
+
+def _match_varying(args):
+    avals = [jax.typeof(x) for x in args]
+    axes = frozenset().union(*(_varying_axes(a) for a in avals))
+    if not axes:
+        return args
+    return tuple(x if _varying_axes(a) == axes
+                 else _cast_varying(x, tuple(sorted(axes - _varying_axes(a), key=str)))
+                 for x, a in zip(args, avals))
+
+
+def _varying_abstract(abstract):
+    def rule(*avals, **params):
+        out = abstract(*avals, **params)
+        return _with_varying(out, frozenset().union(*(_varying_axes(a) for a in avals)),
+                             avals)
+    return rule
+
+
+class _GemmPrimitive(Primitive):
+    """A Primitive whose operands are cast to their common varying axes."""
+
+    def bind(self, *args, **params):
+        return super().bind(*_match_varying(args), **params)
+
+
 # ------------------------------------------------------------------ registry
 
 
 def _make_local(name, abstract):
     # The per-device primitive: lowers to the reference, or on CUDA by policy.
-    p = Primitive(name + "_local")
-    p.def_abstract_eval(abstract)
+    p = _GemmPrimitive(name + "_local")
+    p.def_abstract_eval(_varying_abstract(abstract))
     p.def_impl(functools.partial(_apply, p))
     mlir.register_lowering(
         p, mlir.lower_fun(REFERENCE_IMPLS[name], multiple_results=False))
@@ -267,8 +332,8 @@ def _make_local(name, abstract):
 
 
 def _make(name, abstract, dense):
-    p = Primitive(name)
-    p.def_abstract_eval(abstract)
+    p = _GemmPrimitive(name)
+    p.def_abstract_eval(_varying_abstract(abstract))
     p.def_impl(functools.partial(_apply, p))
     # Lowers through custom_partitioning (jaxgemm._partition), which binds the
     # local primitive on every shard (or once, unsharded).

@@ -756,6 +756,109 @@ def num_sms_survives_partitioning_cuda_lowering():
     assert all("tensor<128x1024xf8E4M3FN>" in ln for ln in calls), calls
 
 
+# ------------------------------------------------------- shard_map typing + grads
+
+
+def _varying(x):
+    import jax
+
+    aval = jax.typeof(x)
+    mat = getattr(aval, "mat", None)
+    return frozenset(mat.varying) if mat is not None else frozenset(getattr(aval, "vma", ()))
+
+
+@case
+def shard_map_results_vary_like_their_operands():
+    # Inside shard_map each result is typed varying over the union of its
+    # operands' manual axes (as JAX's own dot is), so an out_specs that promises
+    # replication of a per-shard result is refused instead of silently
+    # returning one shard's value.
+    import jax
+    import jax.numpy as jnp
+    import pytest
+
+    import jaxgemm as jg
+
+    mesh, P = env()["mesh"], env()["P"]
+    a, w = rand(64, 256, dtype=jnp.bfloat16), rand(128, 256, dtype=jnp.bfloat16)
+    gs = jnp.asarray([10, 0, 6], jnp.int32)
+    wg = rand(3, 128, 256, dtype=jnp.bfloat16)
+    seen = {}
+
+    def body(a, w, wg):
+        seen["dense"] = _varying(jg.bf16_gemm_nt(a, w))
+        seen["weight_side"] = _varying(jg.bf16_gemm_nt(w, a))
+        seen["fp8"] = _varying(jg.fp8_gemm_nt(jg.per_token_cast_to_fp8(a.astype(jnp.float32)),
+                                              jg.per_block_cast_to_fp8(w.astype(jnp.float32))))
+        seen["m_grouped"] = _varying(jg.m_grouped_bf16_gemm_nt_contiguous(a, wg, gs))
+        seen["k_grouped"] = _varying(jg.k_grouped_bf16_gemm_tn_contiguous(a, a, gs))
+        return jg.bf16_gemm_nt(a, w)
+
+    f = jax.shard_map(body, mesh=mesh, in_specs=(P("x"), P(), P()), out_specs=P("x"))
+    jax.jit(f).trace(a, w, wg)
+    assert all(v == {"x"} for v in seen.values()), seen
+    bad = jax.shard_map(lambda a, w: jg.bf16_gemm_nt(a, w), mesh=mesh,
+                        in_specs=(P("x"), P()), out_specs=P())
+    with pytest.raises(Exception, match="out_specs"):
+        jax.jit(bad).trace(a, w).lower()
+
+
+@case
+def grad_inside_shard_map():
+    # Data parallel over x: per-shard rows, a replicated weight whose gradient
+    # is the sum of the shards' (the transpose of the implicit pvary).
+    import jax
+    import jax.numpy as jnp
+
+    import jaxgemm as jg
+
+    mesh, P = env()["mesh"], env()["P"]
+    a, w = rand(64, 256, dtype=jnp.bfloat16), rand(128, 256, dtype=jnp.bfloat16)
+    wg = rand(4, 128, 256, dtype=jnp.bfloat16)
+    gs = jnp.asarray([3, 0, 9, 4], jnp.int32)  # per shard: 16 rows, 16 used
+    cot = rand(64, 128)
+
+    def dense(a, w):
+        return jg.bf16_gemm_nt(a, w, out_dtype=jnp.float32)
+
+    def grouped(a, wg):
+        return jg.m_grouped_bf16_gemm_nt_contiguous(a, wg, gs, out_dtype=jnp.float32)
+
+    for fn, b in ((dense, w), (grouped, wg)):
+        sm = jax.shard_map(fn, mesh=mesh, in_specs=(P("x"), P()), out_specs=P("x"))
+        got = jax.jit(jax.grad(lambda a, b: jnp.sum(sm(a, b) * cot), (0, 1)))(a, b)
+        # The same per-shard computation, unsharded: rows split in 2 halves.
+        def loop(a, b):
+            halves = [fn(a[i * 32:(i + 1) * 32], b) for i in range(2)]
+            return jnp.sum(jnp.concatenate(halves) * cot)
+        want = jax.jit(jax.grad(loop, (0, 1)))(a, b)
+        for g, r in zip(got, want):
+            close(g.astype(jnp.float32), r.astype(jnp.float32), rtol=1e-2)
+
+
+@case
+def grad_of_sharded_bf16_under_jit():
+    # jax.grad through the partitioned ops (custom_partitioning): the backward
+    # GEMMs are partitioned like any other jaxgemm call.
+    import jax
+    import jax.numpy as jnp
+
+    import jaxgemm as jg
+
+    a, w = rand(64, 512, dtype=jnp.bfloat16), rand(256, 512, dtype=jnp.bfloat16)
+    cot = rand(64, 256)
+
+    def loss(a, w):
+        return jnp.sum(jg.bf16_gemm_nt(a, w, out_dtype=jnp.float32) * cot)
+
+    g = jax.jit(jax.grad(loss, (0, 1)))
+    want = g(a, w)
+    for sa, sw in (((("x",), None), (("y",), None)), ((None, "y"), (None, "y"))):
+        got = g(put(a, *sa), put(w, *sw))
+        for x, r in zip(got, want):
+            close(x.astype(jnp.float32), r.astype(jnp.float32), rtol=1e-2)
+
+
 # ------------------------------------------------------------------ driver
 
 
