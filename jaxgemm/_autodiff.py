@@ -202,11 +202,18 @@ def _k_grouped_t(prims, ct, *args, num_sms):
 
 
 def _c_only_t(name):
-    """FP8 ops: the JVP binds them only with primal (known) matrix operands,
-    so a transpose can only ever be asked for ``c``'s cotangent -- and the
-    JVP passes ``c``'s tangent around the primitive, so not even that."""
+    """FP8 ops are linear only in ``c`` (their JVP binds them with known matrix
+    operands and passes ``c``'s tangent around the primitive); a transpose
+    asked for by ``jax.linear_transpose`` in ``c`` is ``G``."""
     def rule(ct, *args, **params):
-        raise NotImplementedError(f"{name}: transpose with respect to an FP8 operand")
+        if any(_undefined(x) for x in args[:-1]) or not _has_c(name, args):
+            raise NotImplementedError(
+                f"{name}: not linear in its FP8 operands; differentiate them with "
+                "jax.grad / jax.jvp (through the reference) or train with "
+                "jaxgemm.fp8_linear / fp8_ragged_dot")
+        if _is_zero(ct):
+            return [None] * len(args)
+        return [None] * (len(args) - 1) + [ct.astype(args[-1].aval.dtype)]
     return rule
 
 
