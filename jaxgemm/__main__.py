@@ -222,6 +222,41 @@ def self_check(quick: bool = False, seed: int = 0) -> int:
                 a, b, gs))(xb, yb),
             O.k_grouped(xb, yb, sizes), BF16_THRESHOLD))
 
+    # gradients (jax.grad of sum(D * W)): the BF16 backward GEMMs run on the
+    # same path as the forward (kernels on Hopper), against the float64 oracle
+    m, n, k, sizes = 100, 72, 136, [30, 0, 50]
+    g = len(sizes)
+    gs = jnp.asarray(sizes, jnp.int32)
+    starts, ends = O.bounds(sizes, m)
+    ab, bb, bg = bf(m, k), bf(n, k), bf(g, n, k)
+    w = rand(m, n)
+    w64, a64, b64, bg64 = O.to64(w), O.to64(ab), O.to64(bb), O.to64(bg)
+
+    def grads(f, *args):
+        return jax.jit(jax.grad(lambda *xs: jnp.sum(f(*xs).astype(jnp.float32) * w),
+                                argnums=tuple(range(len(args)))))(*args)
+
+    name = f"grad bf16_gemm_nt M={m} N={n} K={k}"
+
+    def dense_grads():
+        da, db = grads(lambda a, b: jg.bf16_gemm_nt(a, b), ab, bb)
+        chk.compare(name + " dA", da, w64 @ b64, BF16_THRESHOLD)
+        chk.compare(name + " dB", db, w64.T @ a64, BF16_THRESHOLD)
+    chk.run(name, dense_grads)
+    name = f"grad m_grouped_bf16_gemm_nt_contiguous M={m} sizes={sizes}"
+
+    def grouped_grads():
+        da, db = grads(lambda a, b: jg.m_grouped_bf16_gemm_nt_contiguous(a, b, gs), ab, bg)
+        ra, rb = np.zeros((m, k)), np.zeros((g, n, k))
+        for j, (st, en) in enumerate(zip(starts, ends)):
+            ra[st:en] = w64[st:en] @ bg64[j]
+            rb[j] = w64[st:en].T @ a64[st:en]
+        zero = np.zeros((m, k), bool)
+        zero[ends[-1]:] = True
+        chk.compare(name + " dA", da, ra, BF16_THRESHOLD, zero)
+        chk.compare(name + " dB", db, rb, BF16_THRESHOLD)
+    chk.run(name, grouped_grads)
+
     # quantization round trips: elementwise e4m3 bound
     def _roundtrip(name, x, deq, scale_full):
         x64, d64 = O.to64(x), O.to64(deq)
