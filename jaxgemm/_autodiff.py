@@ -31,11 +31,14 @@ work on the raw ops as on any ``jnp`` matmul:
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.interpreters import ad
 
+from jaxgemm import _groups
 from jaxgemm.reference import REFERENCE_IMPLS
 
 _BF16 = jnp.bfloat16
@@ -67,9 +70,13 @@ def _add(x, y):
     return y if x is None else x + y
 
 
-def _zero_tangent(out):
-    # A symbolic zero of the output's tangent type (jax.typeof: jax >= 0.6).
-    return ad.Zero(jax.typeof(out).to_tangent_aval())
+def _with_c_tangent(name, out, t, primals, tangents):
+    """Add ``c``'s tangent (the identity) to ``t``; a symbolic zero if none."""
+    if _has_c(name, primals) and not _is_zero(tangents[-1]):
+        t = _add(t, tangents[-1].astype(out.dtype))
+    if t is None:  # jax.typeof: jax >= 0.6
+        return out, ad.Zero(jax.typeof(out).to_tangent_aval())
+    return out, t
 
 
 # ------------------------------------------------------------------- JVPs
@@ -86,11 +93,7 @@ def _bf16_jvp(prim, name, primals, tangents, **params):
         t = _add(t, prim.bind(ta, b, *rest, **params))
     if not _is_zero(tb):
         t = _add(t, prim.bind(a, tb, *rest, **params))
-    if has_c and not _is_zero(tangents[-1]):
-        t = _add(t, tangents[-1].astype(out.dtype))
-    if t is None:
-        return out, _zero_tangent(out)
-    return out, t
+    return _with_c_tangent(name, out, t, primals, tangents)
 
 
 def _fp8_jvp(prim, name, primals, tangents, **params):
@@ -111,11 +114,7 @@ def _fp8_jvp(prim, name, primals, tangents, **params):
 
         t = jax.jvp(f, [primals[i] for i in idx], [tangents[i] for i in idx])[1]
         t = t.astype(out.dtype)
-    if has_c and not _is_zero(tangents[-1]):
-        t = _add(t, tangents[-1].astype(out.dtype))
-    if t is None:
-        return out, _zero_tangent(out)
-    return out, t
+    return _with_c_tangent(name, out, t, primals, tangents)
 
 
 # ------------------------------------------------------------- transposes
@@ -175,7 +174,7 @@ def _masked_t(prims, ct, a, b, mm, *, expected_m, out_dtype, num_sms, zero_maske
         # flattened [G * M_max] rows, groups of M_max, the invalid rows zeroed
         # in both operands (A's may hold anything, NaN included).
         groups, m_max = a.shape[0], a.shape[1]
-        rows = jnp.arange(m_max)[None, :] < jnp.clip(mm, 0, m_max)[:, None]
+        rows = jnp.arange(m_max)[None, :] < _groups.clamped_masked_m(mm, m_max)[:, None]
         gz = jnp.where(rows[..., None], g, jnp.zeros((), _BF16))
         az = jnp.where(rows[..., None], a.astype(_BF16), jnp.zeros((), _BF16))
         sizes = jnp.full((groups,), m_max, jnp.int32)
@@ -227,19 +226,17 @@ _TRANSPOSES = {
 
 def register(prims: dict) -> None:
     """Install the JVP and transpose rules on the primitives ``prims``."""
-    import functools
-
     for name, p in prims.items():
         jvp = _fp8_jvp if "fp8" in name else _bf16_jvp
         ad.primitive_jvps[p] = functools.partial(jvp, p, name)
         t = _TRANSPOSES.get(name)
         if t is not None:
-            ad.primitive_transposes[p] = functools.partial(_wrap_t, t, prims, p)
+            ad.primitive_transposes[p] = functools.partial(_wrap_t, t, prims)
         else:
             ad.primitive_transposes[p] = _c_only_t(name)
 
 
-def _wrap_t(rule, prims, p, ct, *args, **params):
+def _wrap_t(rule, prims, ct, *args, **params):
     if _is_zero(ct):
         return [None] * len(args)
     return rule(prims, ct, *args, **params)

@@ -21,6 +21,8 @@ _DEBUG = bool(os.environ.get("JAXGEMM_TIMING_DEBUG"))
 
 
 def _gpu_kernel_events(trace_dir: str):
+    """``[(start_ns, duration_ns, name, hlo_module, hlo_op)]`` of the GPU work
+    in a profiler trace (host transfers left out)."""
     from jax._src.lib import _profile_data  # jaxlib's XSpace reader
 
     paths = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)
@@ -49,7 +51,8 @@ def _gpu_kernel_events(trace_dir: str):
                                             "devicetohost")):
                     continue
                 stats = dict(ev.stats)
-                events.append((ev.start_ns, ev.duration_ns, ev.name, stats.get("hlo_module", "")))
+                events.append((ev.start_ns, ev.duration_ns, ev.name, stats.get("hlo_module", ""),
+                               str(stats.get("hlo_op", ""))))
     return events
 
 

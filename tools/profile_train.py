@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import sys
 import tempfile
 from pathlib import Path
@@ -25,25 +24,9 @@ import bench_train  # noqa: E402
 import moe_lm  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from jaxgemm import _timing  # noqa: E402
+
 _OURS = ("gemm", "k_grouped_pack")
-
-
-def _events(trace_dir):
-    from jax._src.lib import _profile_data
-
-    paths = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)
-    pd = _profile_data.ProfileData.from_file(paths[0])
-    out = []
-    for plane in pd.planes:
-        if not plane.name.startswith("/device:GPU"):
-            continue
-        for line in plane.lines:
-            if line.name.startswith("XLA "):
-                continue
-            for ev in line.events:
-                st = dict(ev.stats)
-                out.append((ev.duration_ns, ev.name, str(st.get("hlo_op", ""))))
-    return out
 
 
 def profile(dtype: str, steps: int, top: int, cfg) -> None:
@@ -61,7 +44,7 @@ def profile(dtype: str, steps: int, top: int, cfg) -> None:
             for _ in range(steps):
                 params, opt_state, m = step_fn(params, opt_state, batch)
             jax.block_until_ready((params, m))
-        ev = _events(d)
+        ev = [(e[1], e[2], e[4]) for e in _timing._gpu_kernel_events(d)]
     total = sum(e[0] for e in ev) / steps / 1e3
     by_name = collections.defaultdict(lambda: [0.0, 0, set()])
     for dur, name, op in ev:
