@@ -96,6 +96,19 @@ def _tile_efficiency(table: dict, bm: int, bn: int, fp8: bool) -> float:
     return table[bm] * _smem_ceiling(bm, bn) / _smem_ceiling(bm, 128)
 
 
+# BF16 dense GEMMs of at most 128 rows (one problem, not the grouped
+# kernels' aggregate rows): the FP8 rules below for memory-bound shapes hold
+# for BF16 too, and a 128-row tile (one M block: every CTA streams the same
+# A) is fed at the wide L2 rate.  H200 sweep of 2026-11-28 (benchmarks/
+# results/h200/sweep_dense_m{64,128}_20261128-1624.json, 8-10 tiles a shape):
+# 128x7168x16384 128x64 465 TFLOPS against the old pick 64x112's 333,
+# 128x7168x2048 356 vs 285, 128x4096x7168 128x32 364 vs 325; at M = 64 the
+# fill rule picks 64x64 over 64x80 at N = 7168 (251 vs 232, 190 vs 171) and
+# 64x192 over 64x256 at N = 24576.  128x16 tiles ran 18% behind 64x32 at
+# 128x2112x7168, so they keep the narrow rate.
+BF16_SMALL_M_RULES_MAX_M = 128
+_BF16_WIDE_L2_MIN_BLOCK_N = 32
+
 # Clusters (A multicast) paid off only with several M blocks in the sweep.
 _MIN_M_FOR_CLUSTER = 256
 # FP8 tiles wider than 128 columns ran 3-9% slower in 2-CTA clusters than
@@ -208,14 +221,14 @@ def grouped_scales_by_tma(block_m: int) -> int:
 def dense_config(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                  sb_per_row: bool = False, num_sms: int | None = None,
                  max_block_m: int = 256, add_c: bool = False,
-                 three_warpgroups: bool = False) -> GemmConfig:
+                 three_warpgroups: bool = False, one_problem: bool = False) -> GemmConfig:
     """Block sizes, cluster and stages for a dense NT GEMM of shape (m, n, k);
     ``add_c``: D = C + A @ B^T read from a separate FP32 C;
     ``three_warpgroups``: 192-row tiles may be picked (only the dense FP8
-    kernel runs them)."""
+    kernel runs them); ``one_problem``: see _tile_time."""
     return dense_config_and_time(m, n, k, fp8=fp8, out_bytes=out_bytes, sb_per_row=sb_per_row,
                                  num_sms=num_sms, max_block_m=max_block_m, add_c=add_c,
-                                 three_warpgroups=three_warpgroups)[0]
+                                 three_warpgroups=three_warpgroups, one_problem=one_problem)[0]
 
 
 # BF16 dense at short K: the ping-pong kernel, whose warpgroups take
@@ -239,7 +252,8 @@ def bf16_dense_config(m: int, n: int, k: int, *, out_bytes: int, num_sms: int | 
 
     JAXGEMM_BF16_PINGPONG=1 (0) turns it on (off) wherever the pick has
     tiles of more than 64 rows, for A/B runs."""
-    cfg = dense_config(m, n, k, fp8=False, out_bytes=out_bytes, num_sms=num_sms, add_c=add_c)
+    cfg = dense_config(m, n, k, fp8=False, out_bytes=out_bytes, num_sms=num_sms, add_c=add_c,
+                       one_problem=True)
     switch = os.environ.get("JAXGEMM_BF16_PINGPONG", "")
     use = switch != "0" if switch else k <= BF16_PINGPONG_MAX_K
     if not use or cfg.block_m <= 64:
@@ -253,9 +267,13 @@ def bf16_dense_config(m: int, n: int, k: int, *, out_bytes: int, num_sms: int | 
 
 
 def _tile_time(m: int, n: int, k: int, bm: int, bn: int, cluster: int, *, fp8: bool,
-               out_bytes: int, sb_per_row: bool, add_c: bool, sms: int) -> tuple[float, tuple]:
+               out_bytes: int, sb_per_row: bool, add_c: bool, sms: int,
+               one_problem: bool = False) -> tuple[float, tuple]:
     """The model's time (seconds) for one candidate tile, and its ranking key
-    (smaller is better; ties broken as the comments below say)."""
+    (smaller is better; ties broken as the comments below say).  ``one_problem``:
+    m rows of one GEMM, not the grouped kernels' rows of several (BF16's
+    small-M rules apply only then)."""
+    small_m_rules = fp8 or (one_problem and m <= BF16_SMALL_M_RULES_MAX_M)
     in_bytes = 1 if fp8 else 2
     flop_clk = _FP8_FLOP_PER_CLK if fp8 else _BF16_FLOP_PER_CLK
     eff = _FP8_EFFICIENCY if fp8 else _BF16_EFFICIENCY
@@ -280,12 +298,13 @@ def _tile_time(m: int, n: int, k: int, bm: int, bn: int, cluster: int, *, fp8: b
         compute = k_stages * (2 * bm * bn * (128 // in_bytes) /
                               (flop_clk * _tile_efficiency(eff, bm, bn, fp8))
                               * straddle + _STAGE_OVERHEAD_CLK)
+    wide = (bm >= 128 and bn >= 128 if fp8 else
+            small_m_rules and bm == 128 and bn >= _BF16_WIDE_L2_MIN_BLOCK_N)
     l2 = (k * (bm / cluster + bn) * in_bytes + bm * bn * (out_bytes + c_bytes)) / \
-        (_L2_BYTES_PER_CLK_PER_SM_WIDE if fp8 and bm >= 128 and bn >= 128 else
-         _L2_BYTES_PER_CLK_PER_SM)
+        (_L2_BYTES_PER_CLK_PER_SM_WIDE if wide else _L2_BYTES_PER_CLK_PER_SM)
     # A cluster tile past the N edge still costs its CTAs' time.
     t = max(waves * max(compute, l2) / _CLOCK, hbm_s)
-    if fp8 and bm == 64 and 64 < m <= 128:
+    if small_m_rules and bm == 64 and 64 < m <= 128:
         t *= _SPLIT_M_PENALTY
     if fp8 and cluster > 1 and bn > 128:
         t *= _WIDE_CLUSTER_PENALTY
@@ -299,8 +318,8 @@ def _tile_time(m: int, n: int, k: int, bm: int, bn: int, cluster: int, *, fp8: b
     # M <= 128): 64x64 over 64x80 at N = 7168 (112 vs 90 CTAs, +12-14%),
     # 64x128 over 64x192 at N = 32768 (256 vs 171 tiles on 2 waves of 132,
     # +19%), 128x128 over 128x192 likewise (+22%).  Bigger tiles break the
-    # remaining ties.  (FP8 only: BF16 at M <= 128 has not been swept.)
-    fill = -round(units * cluster / (waves * usable), 2) if fp8 and t <= hbm_s else 0.0
+    # remaining ties.  (BF16: one problem of at most 128 rows, as swept.)
+    fill = -round(units * cluster / (waves * usable), 2) if small_m_rules and t <= hbm_s else 0.0
     key = (round(t * 1e7), fill, -bm * bn, -bm, cluster if per_row and bm == 128 else -cluster)
     return t, key
 
@@ -318,7 +337,8 @@ def config_time(m: int, n: int, k: int, cfg: GemmConfig, *, fp8: bool, out_bytes
 def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                           sb_per_row: bool = False, num_sms: int | None = None,
                           max_block_m: int = 256, add_c: bool = False,
-                          three_warpgroups: bool = False) -> tuple[GemmConfig, float]:
+                          three_warpgroups: bool = False,
+                          one_problem: bool = False) -> tuple[GemmConfig, float]:
     """:func:`dense_config` and the model's time estimate (seconds)."""
     sms = num_sms or H100_SMS
     in_bytes = 1 if fp8 else 2
@@ -345,7 +365,8 @@ def dense_config_and_time(m: int, n: int, k: int, *, fp8: bool, out_bytes: int,
                 if stages < 3:
                     continue
                 t, key = _tile_time(m, n, k, bm, bn, cluster, fp8=fp8, out_bytes=out_bytes,
-                                    sb_per_row=sb_per_row, add_c=add_c, sms=sms)
+                                    sb_per_row=sb_per_row, add_c=add_c, sms=sms,
+                                    one_problem=one_problem)
                 if best is None or key < best[0]:
                     best = (key, GemmConfig(bm, bn, stages, cluster), t)
     assert best is not None

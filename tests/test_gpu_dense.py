@@ -229,7 +229,10 @@ def test_fp8_scale_paths(m, n, k, accumulate, scale_path):
     _check(out, _ref_dense(qa, qb, c), tol=1e-5 if c is not None else 1e-3)
 
 
-@pytest.mark.parametrize("m,n,k", [(1, 8, 64), (200, 136, 1000), (1024, 4096, 7168), (64, 2112, 7168)])
+# (120, 7000, 3000), (96, 4104, 1032), (100, 4000, 1000): the small-M BF16
+# picks, one partial 128-row block (128x64, 128x32, 128x32 ping-pong).
+@pytest.mark.parametrize("m,n,k", [(1, 8, 64), (200, 136, 1000), (1024, 4096, 7168), (64, 2112, 7168),
+                                   (120, 7000, 3000), (96, 4104, 1032), (100, 4000, 1000)])
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_bf16_gemm_nt(m, n, k, accumulate):
     a = jnp.asarray(_rng.standard_normal((m, k), np.float32)).astype(jnp.bfloat16)
