@@ -211,12 +211,25 @@ def _grouped_tma_scales(sa, sb, cfg, out_dtype):
     return sa4, sb4, _row_box_stages(cfg, np.dtype(out_dtype).itemsize, False, False)
 
 
+# FP8 masked GEMMs of at most this K take 128-row tiles where the model picks
+# 256 rows.  H200, 2026-11-28, whole op (results/h200/sweep_masked_20261128-1650.json):
+# at K = 2048 128x128 c2 ran 102.8 us against 256x128 c2's 110.3 (expected_m 1024,
+# 6 groups, 4096 columns) and 141.0 against 151.3 (expected_m 192, 32 groups):
+# half the padding rows (1.056 against 1.121 at expected_m 1024) and, at short K,
+# a tile's fixed cost weighs more on 256 rows.  From K = 3072 on 256x128 c2 won
+# (by 2% at 3072 and 4096, 9-13% at 7168), so the rule stops at 2048.
+MASKED_128_ROW_MAX_K = 2048
+
+
 def _grouped_config(rows_per_group, n, k, out_dtype, groups, num_sms, *, fp8=True,
-                    contiguous=False):
+                    contiguous=False, masked=False):
     m = max(rows_per_group * max(groups, 1), 1)
     out_bytes = np.dtype(out_dtype).itemsize
     cfg = _forced_config or _config.dense_config(m, n, k, fp8=fp8, out_bytes=out_bytes,
                                                  num_sms=num_sms)
+    if (_forced_config is None and masked and fp8 and k <= MASKED_128_ROW_MAX_K
+            and cfg.block_m == 256):
+        cfg = _config.GemmConfig(128, 128, _config._max_stages(128, 128, 1, out_bytes, False), 2)
     if _forced_config is None and contiguous and groups * cfg.block_m / 2 > 0.15 * m:
         # Many small groups: every group's last row tile is on average half
         # empty (tiles never straddle groups), which the dense model does not
@@ -302,7 +315,8 @@ def m_grouped_fp8_gemm_nt_masked(a, sa, b, sb, masked_m, *, expected_m, out_dtyp
         return jnp.zeros((g, m_max, n), out_dtype)
     a_p, sa_p, b_p, sb_p = _grouped_operands(a, sa, b, sb, out_dtype)
     n_pad, k_pad = b_p.shape[1], b_p.shape[2]
-    cfg = _grouped_config(int(expected_m or m_max), n_pad, k_pad, out_dtype, g, num_sms)
+    cfg = _grouped_config(int(expected_m or m_max), n_pad, k_pad, out_dtype, g, num_sms,
+                          masked=True)
     tma = _config.grouped_scales_by_tma(cfg.block_m)
     if tma:
         sa_p, sb_p, cfg = _grouped_tma_scales(sa_p, sb_p, cfg, out_dtype)

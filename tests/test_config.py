@@ -216,3 +216,17 @@ def test_bf16_small_m_rules_leave_grouped_rows_alone():
         grouped = _config.dense_config(120, n, k, fp8=False, out_bytes=2)
         one = _config.dense_config(120, n, k, fp8=False, out_bytes=2, one_problem=True)
         assert grouped.block_m == 64 and one.block_m == 128
+
+
+@pytest.mark.parametrize("expected,g,n,k,block_m", [
+    (1024, 6, 4096, 2048, 128), (192, 32, 4096, 2048, 128),   # the H200 masked sweep's winners
+    (1024, 6, 7168, 3072, 256), (1024, 6, 4096, 4096, 256), (192, 32, 6144, 7168, 256),
+])
+def test_masked_fp8_short_k_takes_128_row_tiles(expected, g, n, k, block_m):
+    cfg = _kernels._grouped_config(expected, n, k, BF16, g, None, masked=True)
+    assert cfg.block_m == block_m
+    # Without masked=True (the contiguous kernels' path) and for BF16 the dense
+    # choice stands (not measured).
+    assert _kernels._grouped_config(expected, n, k, BF16, g, None).block_m == 256
+    assert _kernels._grouped_config(expected, n, k, BF16, g, None, fp8=False, masked=True).block_m \
+        == 256

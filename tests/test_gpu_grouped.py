@@ -121,6 +121,24 @@ def test_masked(masked, zero_rows, scale_path):
         _check(np.where(valid[..., None], out, 0.0), ref)
 
 
+# expected_m 500 over 4 groups at K = 640: the heuristic's 256x128 c2 becomes
+# 128x128 c2 (MASKED_128_ROW_MAX_K); sizes cross tile edges, one group empty,
+# one clipped at M_max.
+def test_masked_short_k_takes_128_row_tiles(scale_path):
+    g, m_max, n, k, expected = 4, 560, 1544, 640, 500
+    cfg = _kernels._grouped_config(expected, n, k, jnp.bfloat16, g, None, masked=True)
+    assert (cfg.block_m, cfg.block_n, cfg.cluster) == (128, 128, 2)
+    a = jnp.asarray(_rng.standard_normal((g, m_max, k), np.float32))
+    b = jnp.asarray(_rng.standard_normal((g, n, k), np.float32))
+    qa = jaxgemm.per_token_cast_to_fp8(a)
+    qb = jaxgemm.per_block_cast_to_fp8_grouped(b)
+    masked = [431, 0, 600, 257]
+    jnp.full((g, m_max, n), jnp.nan, jnp.bfloat16).block_until_ready()
+    out = jax.jit(lambda a, b, s: jaxgemm.m_grouped_fp8_gemm_nt_masked(
+        a, b, s, expected_m=expected))(qa, qb, jnp.asarray(masked, jnp.int32))
+    _check(out, O.m_grouped_masked(qa, qb, np.asarray(masked)))
+
+
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("cfg", [None, (64, 64, 6, 1), (128, 256, 3, 2), (256, 128, 3, 1)])
 def test_bf16_grouped(masked, cfg, monkeypatch):
