@@ -88,7 +88,7 @@ def main():
                     except Exception as e:  # noqa: BLE001
                         print(f"  {text}: error {str(e).splitlines()[0][:150]}", flush=True)
                         continue
-                used = cfg or _kernels._grouped_config(em, n, k, BF16, g, None)
+                used = cfg or _kernels._grouped_config(em, n, k, BF16, g, None, masked=True)
                 ku = kernel_us(r)
                 pad = sum(math.ceil(v / used.block_m) for v in mm) * used.block_m / real
                 rec = dict(row=label, config=text, resolved=used.describe(), us=round(r["us"], 1),
