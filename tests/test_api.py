@@ -591,9 +591,10 @@ def test_cuda_lowering_bf16_pingpong_choice(clean_backend, switch, k, kernel, bl
 
 
 @pytest.mark.parametrize("masked,rows,forced,tma", [
-    (False, 12288, None, 2), (True, 12288, None, 2),  # 256-row tiles: row boxes
+    (False, 12288, None, 2),                           # 256-row tiles: row boxes
+    (True, 12288, None, 0),   # masked at K <= 2048: 128-row tiles (MASKED_128_ROW_MAX_K)
     (False, 96, None, 0),                              # 64-row tiles: cp.async
-    (False, 96, "2", 2), (True, 96, "2", 2), (False, 12288, "0", 0)])
+    (False, 96, "2", 2), (True, 96, "2", 2), (True, 12288, "2", 2), (False, 12288, "0", 0)])
 def test_cuda_lowering_m_grouped_scale_layout(clean_backend, masked, rows, forced, tma):
     # Cross-lowered for CUDA (no GPU needed): the FP8 m-grouped call with
     # 256-row tiles hands the kernel its scales as TMA row boxes (scales_tma
