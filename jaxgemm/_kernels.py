@@ -217,7 +217,7 @@ def _grouped_tma_scales(sa, sb, cfg, out_dtype):
 # 6 groups, 4096 columns) and 141.0 against 151.3 (expected_m 192, 32 groups):
 # half the padding rows (1.056 against 1.121 at expected_m 1024) and, at short K,
 # a tile's fixed cost weighs more on 256 rows.  From K = 3072 on 256x128 c2 won
-# (by 1-2% at 3072 and 4096, 8-13% at 7168), so the rule stops at 2048.
+# (by 1-2% at 3072 and 4096, 8-14% at 7168), so the rule stops at 2048.
 MASKED_128_ROW_MAX_K = 2048
 
 
