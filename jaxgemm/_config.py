@@ -255,10 +255,16 @@ def bf16_dense_config(m: int, n: int, k: int, *, out_bytes: int, num_sms: int | 
     cfg = dense_config(m, n, k, fp8=False, out_bytes=out_bytes, num_sms=num_sms, add_c=add_c,
                        one_problem=True)
     switch = os.environ.get("JAXGEMM_BF16_PINGPONG", "")
-    use = switch != "0" if switch else k <= BF16_PINGPONG_MAX_K
+    bn = min(cfg.block_n, 128)
+    # The ping-pong overlaps one tile's epilogue with the next tile's main
+    # loop, so it needs two tiles per CTA; with one (the M <= 128 picks of
+    # 32-112 columns) a warpgroup would idle, so those stay cooperative, as
+    # they were swept.
+    tiles = math.ceil(m / 128) * math.ceil(n / bn)
+    use = (switch != "0" if switch else
+           k <= BF16_PINGPONG_MAX_K and tiles > (num_sms or H100_SMS))
     if not use or cfg.block_m <= 64:
         return cfg
-    bn = min(cfg.block_n, 128)
     pp = GemmConfig(128, bn, _max_stages(128, bn, 2, out_bytes, False, add_c), 1, pingpong=True)
     if os.environ.get("JAXGEMM_PRINT_CONFIGS", "0") not in ("", "0"):
         print(f"[jaxgemm] bf16 gemm m={m} n={n} k={k} -> {pp.describe()} (instead of "

@@ -230,3 +230,12 @@ def test_masked_fp8_short_k_takes_128_row_tiles(expected, g, n, k, block_m):
     assert _kernels._grouped_config(expected, n, k, BF16, g, None).block_m == 256
     assert _kernels._grouped_config(expected, n, k, BF16, g, None, fp8=False, masked=True).block_m \
         == 256
+
+
+@pytest.mark.parametrize("m,n,k,pingpong", [
+    (4096, 32768, 512, True), (128, 32768, 1024, True),   # measured ping-pong wins
+    (100, 4000, 1000, False), (128, 7168, 1024, False),   # <= 132 tiles: one per CTA
+    (4096, 7168, 2048, False),                            # K > 1024
+])
+def test_bf16_pingpong_needs_two_tiles_per_cta(m, n, k, pingpong):
+    assert _config.bf16_dense_config(m, n, k, out_bytes=2).pingpong == pingpong

@@ -230,7 +230,8 @@ def test_fp8_scale_paths(m, n, k, accumulate, scale_path):
 
 
 # (120, 7000, 3000), (96, 4104, 1032), (100, 4000, 1000): the small-M BF16
-# picks, one partial 128-row block (128x64, 128x32, 128x32 ping-pong).
+# picks, one partial 128-row block (128x64, 128x32; the last at K <= 1024,
+# cooperative since it has fewer tiles than SMs).
 @pytest.mark.parametrize("m,n,k", [(1, 8, 64), (200, 136, 1000), (1024, 4096, 7168), (64, 2112, 7168),
                                    (120, 7000, 3000), (96, 4104, 1032), (100, 4000, 1000)])
 @pytest.mark.parametrize("accumulate", [False, True])
