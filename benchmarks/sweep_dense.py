@@ -41,8 +41,7 @@ def candidates(m, n, k, *, fp8, out_bytes, sb_per_row, top, add_c=False):
                 cfg = _config.GemmConfig(bm, bn, st, cluster)
                 scored.append(cfg)
     pick = (_kernels._fp8_dense_config(m, n, k, out_bytes, sb_per_row=sb_per_row, add_c=add_c)
-            if fp8 else _config.dense_config(m, n, k, fp8=False, out_bytes=out_bytes,
-                                             sb_per_row=sb_per_row, add_c=add_c))
+            if fp8 else _config.bf16_dense_config(m, n, k, out_bytes=out_bytes, add_c=add_c))
     # Rank by a coarse wave count so the sweep covers good and bad fills.
     def waves(c):
         units = math.ceil(m / c.block_m) * math.ceil(math.ceil(n / c.block_n) / c.cluster)
