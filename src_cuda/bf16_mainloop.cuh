@@ -43,6 +43,10 @@ __device__ __forceinline__ void bf16_accumulate_stages(const Ring<kStages, kClus
                                                        u32 num_stages, u32& stage, u32& phase,
                                                        float (&acc)[kWaves][Mma::kNumAccum]) {
   u32 prev_stage = 0;
+  // The warpgroup's first wave, broadcast so that the compiler knows it is
+  // warp-uniform and builds the A descriptors in uniform registers (see
+  // Fp8TileMath's a_off).
+  const u32 wave0 = __shfl_sync(0xffffffffu, wg, 0) * kWaves;
   for (u32 i = 0; i < num_stages; ++i) {
     mbar_wait(&ring.full[stage], phase);
     const u64 db = smem_desc_sw128(sm.b + stage * b_stage_bytes);
@@ -53,7 +57,7 @@ __device__ __forceinline__ void bf16_accumulate_stages(const Ring<kStages, kClus
     wgmma_fence();
 #pragma unroll
     for (u32 w = 0; w < kWaves; ++w) {
-      const u64 da = smem_desc_sw128(sm.a + stage * a_stage_bytes + (wg * kWaves + w) * 64 * 128);
+      const u64 da = smem_desc_sw128(sm.a + stage * a_stage_bytes + (wave0 + w) * 64 * 128);
 #pragma unroll
       for (u32 k = 0; k < kKSteps; ++k) Mma::mma(da + 2 * k, db + 2 * k, acc[w], i > 0 || k > 0);
     }
