@@ -242,10 +242,12 @@ def main():
                               quick=args.quick, num_sms_caps=caps, only_jaxgemm=args.only_jaxgemm)
         all_records += recs
         tables[set_name] = table
+        common.checkpoint("dense", all_records)
     if args.bf16:
         recs, table = run_bf16(shapes["dense_fp8_nt"])
         all_records += recs
         tables["bf16_dense"] = table
+        common.checkpoint("dense", all_records)
     if args.layouts:
         shapes_l = [tuple(int(v) for v in s.split("x")) for s in args.layout_shapes.split(",") if s]
         recs, table = run_layouts(shapes_l)

@@ -219,8 +219,10 @@ def main():
     sets = args.sets.split(",")
     if "m_grouped_contiguous" in sets:
         records += bench_contiguous(shapes["m_grouped_contiguous"]["balanced"], args.quick)
+        common.checkpoint("grouped", records)
     if "m_grouped_masked" in sets:
         records += bench_masked(shapes["m_grouped_masked"]["rows"], args.quick)
+        common.checkpoint("grouped", records)
     if "k_grouped_wgrad" in sets:
         records += bench_k_grouped(shapes["k_grouped_wgrad"]["rows"], args.quick)
     path = common.write_results("grouped", records, extra={

@@ -76,6 +76,17 @@ def gpu_facts() -> dict:
     return facts
 
 
+def checkpoint(name: str, records: list[dict]) -> Path:
+    """Writes the records so far to `<name>_partial.json` (overwritten each time), so a run
+    cut short by a time limit still leaves its finished sets; write_results removes it."""
+    out_dir = Path(os.environ.get("JAXGEMM_RESULTS_DIR", RESULTS))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}_partial.json"
+    path.write_text(json.dumps({"partial": True, "commit": commit(), "gpu": gpu_facts().get("gpu"),
+                                "records": records}, indent=1))
+    return path
+
+
 def write_results(name: str, records: list[dict], extra: dict | None = None) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     facts = gpu_facts()
@@ -97,6 +108,7 @@ def write_results(name: str, records: list[dict], extra: dict | None = None) -> 
     if path.exists():  # two runs within a minute: keep both
         path = out_dir / f"{name}_{stamp}{datetime.datetime.now().strftime('%S')}.json"
     path.write_text(json.dumps(doc, indent=1))
+    (out_dir / f"{name}_partial.json").unlink(missing_ok=True)
     return path
 
 
