@@ -105,6 +105,9 @@ for step in "$@"; do
         grep -E "Duration|Compute \(SM\) Throughput|L1/TEX Cache|Issue Slots" "$OUT/ncu_details_$tag.txt" | head -8
       done
       done ;;
+    # A prepared script (SCRIPT=path; it sees $OUT) under this call's build and log packing:
+    # several device_run.sh invocations in one call would overwrite each other's logs.tgz.
+    script) timeout ${SCRIPT_TIMEOUT:-540} bash "${SCRIPT}" 2>&1 | tee "$OUT/script.log" | tail -${SCRIPT_TAIL:-40} ;;
     sanitize)
       # Dense kernels (names contain gemm_nt: fp8, bf16 and the ping-pong; m-grouped ones contain
       # "grouped" and are covered by the grouped pass, with bad group sizes).
