@@ -71,19 +71,10 @@ __global__ void __launch_bounds__(64, 1) tma_probe(const __grid_constant__ TmaDe
 #include <cudaTypedefs.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#define CHECK(x)                                                                 \
-  do {                                                                           \
-    cudaError_t e_ = (x);                                                        \
-    if (e_ != cudaSuccess) {                                                     \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, \
-                  __LINE__);                                                     \
-      std::exit(1);                                                              \
-    }                                                                            \
-  } while (0)
+#include "cuda_check.h"
 
 static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
 

@@ -105,18 +105,9 @@ __global__ void __launch_bounds__(kWG * 128, 1) wgmma_probe(long long* cycles, f
 
 #ifndef __CUDACC_RTC__
 #include <cstdio>
-#include <cstdlib>
 #include <vector>
 
-#define CHECK(x)                                                                 \
-  do {                                                                           \
-    cudaError_t e_ = (x);                                                        \
-    if (e_ != cudaSuccess) {                                                     \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, \
-                  __LINE__);                                                     \
-      std::exit(1);                                                              \
-    }                                                                            \
-  } while (0)
+#include "cuda_check.h"
 
 template <int N, int kWG, bool kPipelined>
 void run(int ctas, long long* d_cycles, float* d_sink) {
