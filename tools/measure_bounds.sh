@@ -9,6 +9,7 @@
 #    they are missing (the sweep-ab step after this script times them);
 # 2. the two standalone microbenchmarks (tools/wgmma_probe.cu, tools/tma_probe.cu);
 # 3. tools/sm_scaling.py on the two 64-row picks.
+# BUILD_ONLY=1: step 1 only.
 # Logs go to $OUT.
 set -o pipefail
 OUT=${OUT:-/tmp/out}
@@ -26,6 +27,7 @@ for d in noc nod nocd l2c l2cab l2d; do
   fi || { echo "applying $f failed"; exit 1; }
   echo "built .devcarry/src_$d from $f"
 done
+[ -n "$BUILD_ONLY" ] && exit 0  # later calls: only make sure the folders exist
 NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
 for probe in wgmma_probe tma_probe; do
   "$NVCC" -std=c++17 -gencode arch=compute_90a,code=sm_90a -O3 -I src_cuda "tools/$probe.cu" \
