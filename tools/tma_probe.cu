@@ -13,7 +13,9 @@
 // releases it at once, so only the copies are timed.  Two sources:
 //   shared: every CTA reads the same 64-row x 7168-byte block (an A operand,
 //           459 KB, L2-resident after the first pass), K block after K block;
-//   own:    each CTA streams its own rows of a 1 GB matrix (a B operand, HBM).
+//   own:    each CTA streams its own rows of a 1 GB matrix (a B operand, HBM);
+//   oob:    as shared, but the matrix has 64 rows and the box 128: half of every
+//           box is TMA's zero fill (what a 128-row box costs on 64 real rows).
 // Build and run on the device:
 //   nvcc -std=c++17 -gencode arch=compute_90a,code=sm_90a -O3 -I src_cuda \
 //        tools/tma_probe.cu -o /tmp/tma_probe
@@ -128,9 +130,12 @@ int main() {
   const int smem = probe::kRingBytes + 64 * 8;
   CHECK(cudaFuncSetAttribute(probe::tma_probe, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int k_blocks = static_cast<int>(K / 128);
-  for (int own = 0; own < 2; ++own) {
+  for (int mode = 0; mode < 3; ++mode) {  // shared, own, oob
+    const int own = mode == 1;
     for (int rows : {16, 64, 128}) {
-      const probe::TmaDesc desc = own ? make_desc(b, K, own_outer, rows) : make_desc(a, K, 256, rows);
+      if (mode == 2 && rows != 128) continue;
+      const probe::TmaDesc desc = own ? make_desc(b, K, own_outer, rows)
+                                      : make_desc(a, K, mode == 2 ? 64 : 256, rows);
       for (int stages : {4, 12}) {
         if (stages * rows * 128 > probe::kRingBytes) continue;
         for (int ctas : {1, sms}) {
@@ -149,7 +154,8 @@ int main() {
           const double bpc = static_cast<double>(iters) * rows * 128 / cyc;
           std::printf("%-6s box %3d x 128 B  stages %2d  ctas %3d: %7.1f cycles per stage  "
                       "%6.1f B/clk per SM  (%6.1f GB/s per SM, %6.2f TB/s all)\n",
-                      own ? "own" : "shared", rows, stages, ctas, cyc / iters, bpc,
+                      mode == 1 ? "own" : mode == 2 ? "oob" : "shared", rows, stages, ctas,
+                      cyc / iters, bpc,
                       bpc * clock_khz / 1e6, bpc * clock_khz / 1e6 * ctas / 1e3);
         }
       }
