@@ -76,19 +76,23 @@ def gpu_facts() -> dict:
     return facts
 
 
+def results_dir() -> Path:
+    """Where result files go: JAXGEMM_RESULTS_DIR (the device runs' $OUT) or benchmarks/results."""
+    out_dir = Path(os.environ.get("JAXGEMM_RESULTS_DIR", RESULTS))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
 def checkpoint(name: str, records: list[dict]) -> Path:
     """Writes the records so far to `<name>_partial.json` (overwritten each time), so a run
     cut short by a time limit still leaves its finished sets; write_results removes it."""
-    out_dir = Path(os.environ.get("JAXGEMM_RESULTS_DIR", RESULTS))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}_partial.json"
+    path = results_dir() / f"{name}_partial.json"
     path.write_text(json.dumps({"partial": True, "commit": commit(), "gpu": gpu_facts().get("gpu"),
                                 "records": records}, indent=1))
     return path
 
 
 def write_results(name: str, records: list[dict], extra: dict | None = None) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
     facts = gpu_facts()
     doc = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -102,8 +106,7 @@ def write_results(name: str, records: list[dict], extra: dict | None = None) -> 
         "records": records,
     }
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
-    out_dir = Path(os.environ.get("JAXGEMM_RESULTS_DIR", RESULTS))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = results_dir()
     path = out_dir / f"{name}_{stamp}.json"
     if path.exists():  # two runs within a minute: keep both
         path = out_dir / f"{name}_{stamp}{datetime.datetime.now().strftime('%S')}.json"
