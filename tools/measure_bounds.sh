@@ -3,9 +3,9 @@
 # the end of session 18)"), for one device call through device_run.sh:
 #
 #   SCRIPT=tools/measure_bounds.sh bash tools/device_run.sh script sweep-ab
-#   (with AB_SRCS / SWEEP_ARGS from benchmarks/results/ab/pending_s18/README.md)
+#   (with AB_SRCS / SWEEP_ARGS from benchmarks/results/ab/acc_probes_l2_20261128/README.md)
 #
-# 1. builds .devcarry/src_{noc,nod,nocd,l2c,l2cab,l2d} from the pending_s18 patches when
+# 1. builds .devcarry/src_{noc,nod,nocd,l2c,l2cab,l2d} from the acc_probes_l2_20261128 patches when
 #    they are missing (the sweep-ab step after this script times them);
 # 2. the two standalone microbenchmarks (tools/wgmma_probe.cu, tools/tma_probe.cu);
 # 3. tools/sm_scaling.py on the two 64-row picks.
@@ -14,7 +14,7 @@
 set -o pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-P=benchmarks/results/ab/pending_s18
+P=benchmarks/results/ab/acc_probes_l2_20261128
 for d in noc nod nocd l2c l2cab l2d; do
   [ -d ".devcarry/src_$d" ] && continue
   f=$P/$d.patch
