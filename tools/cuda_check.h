@@ -1,5 +1,5 @@
 // Host-side error check shared by the standalone microbenchmarks in tools/
-// (wgmma_probe.cu, tma_probe.cu): print the CUDA runtime error and exit.
+// (wgmma_probe.cu, tma_probe.cu, tma_issue_probe.cu): print the CUDA runtime error and exit.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -83,41 +83,23 @@ __global__ void __launch_bounds__(96, 1) issue_probe(const __grid_constant__ Tma
 }  // namespace probe
 
 #ifndef __CUDACC_RTC__
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
 #include <cstdio>
-#include <cstring>
 #include <vector>
 
-#include "cuda_check.h"
-
-static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+#include "tma_encode.h"
 
 // rank 2: [outer, inner] bytes, box [rows, 128]; rank 3: the same bytes as
 // [K / 128, outer, 128] (K block, row, byte), box [nbox, rows, 128].
 static probe::TmaDesc make_desc(void* ptr, unsigned long long inner, unsigned long long outer,
-                                unsigned rows, unsigned nbox, int rank) {
-  CUtensorMap m;
-  std::memset(&m, 0, sizeof m);
+                                unsigned rows, unsigned nbox, unsigned rank) {
   const cuuint64_t dims2[2] = {inner, outer};
   const cuuint64_t strides2[1] = {inner};
   const cuuint32_t box2[2] = {128, rows};
   const cuuint64_t dims3[3] = {128, outer, inner / 128};
   const cuuint64_t strides3[2] = {inner, 128};
   const cuuint32_t box3[3] = {128, rows, nbox};
-  const cuuint32_t elem[3] = {1, 1, 1};
-  CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_UINT8, rank, ptr, rank == 2 ? dims2 : dims3,
-                      rank == 2 ? strides2 : strides3, rank == 2 ? box2 : box3, elem,
-                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) {
-    std::printf("cuTensorMapEncodeTiled (rank %d) failed (%d)\n", rank, static_cast<int>(r));
-    std::exit(1);
-  }
-  probe::TmaDesc d;
-  std::memcpy(&d, &m, sizeof d);
-  return d;
+  return rank == 2 ? encode_byte_tensor<probe::TmaDesc>(2, ptr, dims2, strides2, box2)
+                   : encode_byte_tensor<probe::TmaDesc>(3, ptr, dims3, strides3, box3);
 }
 
 int main() {
@@ -125,11 +107,6 @@ int main() {
   CHECK(cudaGetDeviceProperties(&prop, 0));
   const int sms = prop.multiProcessorCount;
   std::printf("%s, %d SMs\n", prop.name, sms);
-  cudaDriverEntryPointQueryResult q;
-  CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled",
-                                         reinterpret_cast<void**>(&encode), 12000,
-                                         cudaEnableDefault, &q));
-  if (encode == nullptr) return 1;
   const unsigned long long K = 7168;
   const unsigned long long own_outer = (1ull << 30) / K;
   unsigned char *a, *b;

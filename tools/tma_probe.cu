@@ -69,36 +69,18 @@ __global__ void __launch_bounds__(64, 1) tma_probe(const __grid_constant__ TmaDe
 }  // namespace probe
 
 #ifndef __CUDACC_RTC__
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
 #include <cstdio>
-#include <cstring>
 #include <vector>
 
-#include "cuda_check.h"
-
-static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+#include "tma_encode.h"
 
 // A [outer, inner] FP8 (byte) matrix, box [box_rows, 128], 128-byte swizzle.
 static probe::TmaDesc make_desc(void* ptr, unsigned long long inner, unsigned long long outer,
                                 unsigned box_rows) {
-  CUtensorMap m;
-  std::memset(&m, 0, sizeof m);
   const cuuint64_t dims[2] = {inner, outer};
   const cuuint64_t strides[1] = {inner};
   const cuuint32_t box[2] = {128, box_rows};
-  const cuuint32_t elem[2] = {1, 1};
-  CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, ptr, dims, strides, box, elem,
-                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) {
-    std::printf("cuTensorMapEncodeTiled failed (%d)\n", static_cast<int>(r));
-    std::exit(1);
-  }
-  probe::TmaDesc d;
-  std::memcpy(&d, &m, sizeof d);
-  return d;
+  return encode_byte_tensor<probe::TmaDesc>(2, ptr, dims, strides, box);
 }
 
 int main() {
@@ -109,14 +91,6 @@ int main() {
   const int sms = prop.multiProcessorCount;
   std::printf("%s, %d SMs, max SM clock %.2f GHz (GB/s below assume it)\n", prop.name, sms,
               clock_khz / 1e6);
-  cudaDriverEntryPointQueryResult q;
-  CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled",
-                                         reinterpret_cast<void**>(&encode), 12000,
-                                         cudaEnableDefault, &q));
-  if (encode == nullptr) {
-    std::printf("cuTensorMapEncodeTiled not found\n");
-    return 1;
-  }
   const unsigned long long K = 7168;
   const unsigned long long own_outer = (1ull << 30) / K;  // ~1 GB: streams from HBM
   unsigned char* a;
