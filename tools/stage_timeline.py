@@ -14,21 +14,23 @@ tiles overwrite the math stamps).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-import jax
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import jaxgemm
-from jaxgemm import _config, _kernels
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxgemm  # noqa: E402
+from jaxgemm import _kernels  # noqa: E402
+from sweep_dense import parse_configs  # noqa: E402
 
 MARKER = 0x7117E1
 
 
 def main() -> None:
     m, n, k = (int(v) for v in sys.argv[1].split("x"))
-    dims, _, cl = sys.argv[2].partition("c")
-    bm, bn, st = (int(v) for v in dims.split("x"))
-    cfg = _config.GemmConfig(bm, bn, st, int(cl or 1))
+    cfg = parse_configs(sys.argv[2], fp8=True, out_bytes=2, sb_per_row=False)[0]
     a = jax.random.normal(jax.random.PRNGKey(0), (m, k))
     b = jax.random.normal(jax.random.PRNGKey(1), (n, k))
     qb = jaxgemm.per_block_cast_to_fp8(b)
